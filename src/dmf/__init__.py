@@ -1,0 +1,47 @@
+"""dmf: distributed matrix factorisation for recommender systems on Dask."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from dmf._api import METHODS, fit
+from dmf._base import Recommender
+from dmf._bias import Baseline
+from dmf._errors import (
+    ConvergenceError,
+    DMFError,
+    DMFWarning,
+    NotFittedError,
+    ParameterError,
+    RatingsError,
+    StoreError,
+    UnknownIdError,
+)
+from dmf._io import from_dask, from_pandas, read_csv, read_parquet
+from dmf._metrics import evaluate
+from dmf._ratings import Ratings
+
+try:
+    __version__ = version("dmf")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "METHODS",
+    "Baseline",
+    "ConvergenceError",
+    "DMFError",
+    "DMFWarning",
+    "NotFittedError",
+    "ParameterError",
+    "Ratings",
+    "RatingsError",
+    "Recommender",
+    "StoreError",
+    "UnknownIdError",
+    "__version__",
+    "evaluate",
+    "fit",
+    "from_dask",
+    "from_pandas",
+    "read_csv",
+    "read_parquet",
+]

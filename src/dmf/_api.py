@@ -1,0 +1,61 @@
+"""The function front door: ``dmf.fit(ratings, method=...)``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from dmf._base import Recommender
+from dmf._bias import Baseline
+from dmf._errors import ParameterError
+
+__all__ = ["METHODS", "fit"]
+
+#: ``method=`` names and the estimator classes they build.
+METHODS: dict[str, type[Recommender]] = {
+    "baseline": Baseline,
+}
+
+
+def fit(ratings: Any, method: str = "baseline", **params: Any) -> Recommender:
+    """Fit a model and return it: ``dmf.fit(train, method="als", rank=64)``.
+
+    The same as building the estimator and calling ``fit``: parameters that
+    ``fit`` takes (``validation=``, ``checkpoint=``, ...) go to ``fit``, the
+    rest to the estimator's constructor.
+
+    Parameters
+    ----------
+    ratings : dmf.Ratings
+        Training data.
+    method : str
+        One of ``dmf.METHODS``: ``"baseline"`` (biases only), and the factor
+        models as they are available (``"als"``, ``"sgd"``).
+    **params
+        Hyper-parameters of the estimator, and keyword arguments of its ``fit``.
+
+    Returns
+    -------
+    Recommender
+        The fitted estimator.
+
+    Examples
+    --------
+    >>> import pandas as pd, dmf
+    >>> r = dmf.from_pandas(pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [3.0, 5.0]}))
+    >>> dmf.fit(r, method="baseline", reg_item=0.0).global_mean_
+    4.0
+    """
+    if method not in METHODS:
+        raise ParameterError(f"method={method!r} is unknown; choose one of {sorted(METHODS)}")
+    cls = METHODS[method]
+    fit_names = set(inspect.signature(cls.fit).parameters) - {"self", "ratings"}
+    ctor_names = set(cls._param_names())
+    unknown = set(params) - fit_names - ctor_names
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {sorted(unknown)} for method={method!r}; "
+            f"it takes {sorted(ctor_names | fit_names)}"
+        )
+    est = cls(**{k: v for k, v in params.items() if k in ctor_names})
+    return est.fit(ratings, **{k: v for k, v in params.items() if k in fit_names})

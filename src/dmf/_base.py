@@ -1,0 +1,273 @@
+"""What every dmf model shares: parameters, fitted state, prediction with cold start.
+
+Every model predicts ``mu + b_u + b_i (+ u . v)``. Estimators store their
+hyper-parameters in ``__init__``; ``fit`` sets the fitted state (names end in
+``_``) and returns ``self``. The small model interface that evaluation,
+recommendation and persistence use is:
+
+- ``_user_codes(ids)`` / ``_item_codes(ids)``: model codes of original ids,
+  ``-1`` for ids unseen in training;
+- ``_predict_codes(u, i)``: raw float32 predictions for code pairs (unknown
+  codes fall back to the biases);
+- ``_score_users(u)``: dense scores of a block of known users against all items.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dmf._errors import NotFittedError, ParameterError, UnknownIdError, check_choice, first_rows
+
+__all__ = ["COLD_START", "Recommender"]
+
+#: Policies for users/items unseen in training.
+COLD_START = ("baseline", "nan", "raise")
+
+
+class Recommender:
+    """Base class of dmf's models (``dmf.Baseline``, ``dmf.ALS``, ``dmf.SGD``, ...).
+
+    Fitted attributes
+    -----------------
+    users_, items_ : pandas.Index
+        The training data's original ids, in code order.
+    global_mean_ : float
+    user_bias_, item_bias_ : numpy.ndarray
+    user_factors_, item_factors_ : numpy.ndarray or None
+        ``(n_users, rank)`` and ``(n_items, rank)``; ``None`` for bias-only models.
+    user_counts_, item_counts_ : numpy.ndarray
+        Training ratings per user and item; zero means unseen (cold start).
+    rating_scale_ : tuple of float
+    history_ : list of dict
+        One record per iteration (see :attr:`history`).
+    """
+
+    #: Short name used by ``dmf.fit(method=...)`` and stored with saved models.
+    kind = "base"
+
+    # ----------------------------------------------------------- parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters, as passed to ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Recommender:
+        """Change hyper-parameters; unknown names are an error."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ParameterError(
+                    f"{type(self).__name__} has no parameter {name!r}; it has {valid}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # --------------------------------------------------------- fitted state
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "global_mean_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
+
+    def _set_training_state(self, ratings: Any) -> None:
+        """Record what the fit saw: id maps, counts, mean, scale, data fingerprint."""
+        self.users_ = ratings.users
+        self.items_ = ratings.items
+        self.user_counts_ = np.asarray(ratings.user_counts, dtype=np.int64)
+        self.item_counts_ = np.asarray(ratings.item_counts, dtype=np.int64)
+        self.global_mean_ = float(ratings.global_mean)
+        self.rating_scale_ = tuple(float(v) for v in ratings.rating_scale)
+        self.row_edges_ = np.asarray(ratings.row_edges, dtype=np.int64)
+        self.train_info_ = {
+            "n_users": int(ratings.n_users),
+            "n_items": int(ratings.n_items),
+            "nnz": int(ratings.nnz),
+            "global_mean": float(ratings.global_mean),
+            "implicit": bool(ratings.implicit),
+        }
+        self.history_: list[dict[str, Any]] = []
+        self._fit_started = time.perf_counter()
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Per-iteration record of the fit (objective, validation metrics, seconds)."""
+        self._check_fitted()
+        return pd.DataFrame(self.history_)
+
+    def _record(self, verbose: bool = False, **entry: Any) -> None:
+        """Append one iteration to the history and, when ``verbose``, print it."""
+        entry.setdefault("elapsed", time.perf_counter() - getattr(self, "_fit_started", 0.0))
+        self.history_.append(entry)
+        if verbose:
+            parts = []
+            for k, v in entry.items():
+                parts.append(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}")
+            print(f"[dmf {self.kind}] " + "  ".join(parts), file=sys.stderr, flush=True)
+
+    @property
+    def user_factors(self) -> np.ndarray | None:
+        return getattr(self, "user_factors_", None)
+
+    @property
+    def item_factors(self) -> np.ndarray | None:
+        return getattr(self, "item_factors_", None)
+
+    # ---------------------------------------------------------------- codes
+    def _user_codes(self, users: Any) -> np.ndarray:
+        """Model codes of original user ids; ``-1`` for ids unseen in training."""
+        self._check_fitted()
+        return _seen_codes(self.users_, self.user_counts_, users)
+
+    def _item_codes(self, items: Any) -> np.ndarray:
+        """Model codes of original item ids; ``-1`` for ids unseen in training."""
+        self._check_fitted()
+        return _seen_codes(self.items_, self.item_counts_, items)
+
+    # ----------------------------------------------------------- prediction
+    def _predict_codes(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Raw predictions ``mu + b_u + b_i + u . v`` for code pairs (``-1``: unknown).
+
+        An unknown user contributes no bias and no factors, likewise an unknown
+        item: the baseline fallback. Not clipped.
+        """
+        u = np.asarray(u, dtype=np.int64)
+        i = np.asarray(i, dtype=np.int64)
+        ku, ki = u >= 0, i >= 0
+        uc, ic = np.where(ku, u, 0), np.where(ki, i, 0)
+        pred = np.full(u.shape, self.global_mean_, dtype=np.float64)
+        pred += np.where(ku, self.user_bias_[uc], 0.0)
+        pred += np.where(ki, self.item_bias_[ic], 0.0)
+        if self.user_factors is not None and self.item_factors is not None:
+            both = ku & ki
+            if both.any():
+                dots = np.einsum(
+                    "ij,ij->i", self.user_factors[uc[both]], self.item_factors[ic[both]]
+                )
+                pred[both] += dots
+        return pred.astype(np.float32)
+
+    def _score_users(self, u: np.ndarray) -> np.ndarray:
+        """Dense ``(len(u), n_items)`` float32 scores of known users against every item."""
+        u = np.asarray(u, dtype=np.int64)
+        scores = np.empty((len(u), len(self.items_)), dtype=np.float32)
+        scores[:] = self.item_bias_[None, :]
+        scores += (self.global_mean_ + self.user_bias_[u])[:, None].astype(np.float32)
+        if self.user_factors is not None and self.item_factors is not None:
+            scores += self.user_factors[u] @ self.item_factors.T
+        return scores
+
+    def _clip(self, pred: np.ndarray) -> np.ndarray:
+        lo, hi = self.rating_scale_
+        if np.isfinite(lo) and np.isfinite(hi):
+            np.clip(pred, lo, hi, out=pred)
+        return pred
+
+    def predict(
+        self, users: Any, items: Any, *, cold_start: str = "baseline", clip: bool = True
+    ) -> np.ndarray:
+        """Predicted ratings for pairs of original ids.
+
+        Parameters
+        ----------
+        users, items : array-like
+            Original ids, one pair per position (a scalar is broadcast).
+        cold_start : {"baseline", "nan", "raise"}
+            Ids unseen in training: ``"baseline"`` (default) falls back to the
+            global mean plus whatever biases are known (user bias if only the
+            item is new, item bias if only the user is new); ``"nan"`` returns
+            NaN for those pairs; ``"raise"`` raises :class:`dmf.UnknownIdError`
+            naming how many ids are unknown and the first ones.
+        clip : bool
+            Clip predictions to the training data's rating scale (default).
+
+        Returns
+        -------
+        numpy.ndarray of float32
+        """
+        self._check_fitted()
+        check_choice("cold_start", cold_start, COLD_START)
+        users_a, items_a = _pairs(users, items)
+        u = self._user_codes(users_a)
+        i = self._item_codes(items_a)
+        unknown = (u < 0) | (i < 0)
+        if cold_start == "raise" and unknown.any():
+            raise UnknownIdError(_unknown_message(users_a, u, items_a, i))
+        pred = self._predict_codes(u, i)
+        if clip:
+            pred = self._clip(pred)
+        if cold_start == "nan":
+            pred[unknown] = np.nan
+        return pred
+
+
+def _ids(x: Any) -> np.ndarray:
+    """Ids as a 1-D array without coercing mixed lists (``[1, "a"]`` stays mixed)."""
+    if isinstance(x, (pd.Index, pd.Series)):
+        return x.to_numpy()
+    if isinstance(x, np.ndarray):
+        return x.ravel() if x.ndim else x.reshape(1)
+    if isinstance(x, (str, bytes)) or np.isscalar(x) or x is None:
+        out = np.empty(1, dtype=object)
+        out[0] = x
+        return out
+    items = list(x)
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _pairs(users: Any, items: Any) -> tuple[np.ndarray, np.ndarray]:
+    u, i = _ids(users), _ids(items)
+    if len(u) == 1 and len(i) > 1:
+        u = np.repeat(u, len(i))
+    elif len(i) == 1 and len(u) > 1:
+        i = np.repeat(i, len(u))
+    if len(u) != len(i):
+        raise ParameterError(f"users and items differ in length: {len(u)} vs {len(i)}")
+    return u, i
+
+
+def _seen_codes(index: pd.Index, counts: np.ndarray, ids: Any) -> np.ndarray:
+    try:
+        codes = index.get_indexer(pd.Index(_ids(ids)))
+    except (TypeError, ValueError) as e:
+        raise ParameterError(f"ids cannot be looked up: {e}") from e
+    codes = codes.astype(np.int64)
+    known = codes >= 0
+    codes[known & (counts[np.where(known, codes, 0)] == 0)] = -1
+    return codes
+
+
+def _unknown_message(users: np.ndarray, u: np.ndarray, items: np.ndarray, i: np.ndarray) -> str:
+    bad_u = pd.unique(pd.Series(users[u < 0], dtype=object))
+    bad_i = pd.unique(pd.Series(items[i < 0], dtype=object))
+    parts = []
+    if len(bad_u):
+        parts.append(f"{len(bad_u)} user id(s) unseen in training (first: {first_rows(bad_u)})")
+    if len(bad_i):
+        parts.append(f"{len(bad_i)} item id(s) unseen in training (first: {first_rows(bad_i)})")
+    n = int(((u < 0) | (i < 0)).sum())
+    return (
+        f"{n} pair(s) involve ids the model never saw: " + "; ".join(parts) + ". "
+        "Use cold_start='baseline' for the bias fallback or 'nan'."
+    )

@@ -2,11 +2,13 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from dmf import datasets, split, testing
 from dmf._api import METHODS, fit
 from dmf._base import Recommender
 from dmf._bias import Baseline
 from dmf._errors import (
     ConvergenceError,
+    DatasetError,
     DMFError,
     DMFWarning,
     NotFittedError,
@@ -30,6 +32,7 @@ __all__ = [
     "ConvergenceError",
     "DMFError",
     "DMFWarning",
+    "DatasetError",
     "NotFittedError",
     "ParameterError",
     "Ratings",
@@ -38,10 +41,13 @@ __all__ = [
     "StoreError",
     "UnknownIdError",
     "__version__",
+    "datasets",
     "evaluate",
     "fit",
     "from_dask",
     "from_pandas",
     "read_csv",
     "read_parquet",
+    "split",
+    "testing",
 ]

@@ -9,6 +9,7 @@ __all__ = [
     "ConvergenceError",
     "DMFError",
     "DMFWarning",
+    "DatasetError",
     "NotFittedError",
     "ParameterError",
     "RatingsError",
@@ -43,6 +44,10 @@ class NotFittedError(DMFError, AttributeError):
 
 class UnknownIdError(DMFError, ValueError):
     """Ids the model never saw in training, under ``cold_start="raise"``."""
+
+
+class DatasetError(DMFError, OSError):
+    """A data set is not available locally and cannot be downloaded, or its checksum differs."""
 
 
 class DMFWarning(UserWarning):

@@ -254,8 +254,34 @@ def _find_rows(parts: list[_Part], offsets: list[int], pair: tuple[Any, Any]) ->
     return rows
 
 
-def _build(partitions: Sequence[Any], spec: _Spec, chunk_nnz: int | None) -> Ratings:
-    """The three-pass build (module docstring) over lazy pandas partitions."""
+def _check_known(counts: list[pd.Series], index: pd.Index, what: str) -> None:
+    """Raise unless every id seen in ``counts`` is in the fixed id map ``index``."""
+    merged = pd.concat(counts).groupby(level=0, sort=False).sum()
+    try:
+        codes = index.get_indexer(merged.index)
+    except TypeError as e:
+        raise RatingsError(f"{what} ids cannot be matched to the given id map: {e}") from e
+    unknown = codes < 0
+    if unknown.any():
+        bad = merged.index[unknown]
+        raise RatingsError(
+            f"{len(bad)} {what} id(s) ({int(merged.to_numpy()[unknown].sum())} rows) are not in "
+            f"the given id map; first: {first_rows(bad)}"
+        )
+
+
+def _build(
+    partitions: Sequence[Any],
+    spec: _Spec,
+    chunk_nnz: int | None,
+    layout: tuple[pd.Index, pd.Index, np.ndarray] | None = None,
+) -> Ratings:
+    """The three-pass build (module docstring) over lazy pandas partitions.
+
+    ``layout=(users, items, row_edges)`` fixes the id maps and row edges instead
+    of deriving them from the data (e.g. a train/test pair sharing one layout);
+    ids outside the maps are an error.
+    """
     clean = [
         dask.delayed(_clean_part)(p, spec, dask_key_name=key("ratings-clean", p, spec, k))
         for k, p in enumerate(partitions)
@@ -286,10 +312,16 @@ def _build(partitions: Sequence[Any], spec: _Spec, chunk_nnz: int | None) -> Rat
         report["invalid_reasons"] = why
     if n_bad == n_read:
         raise RatingsError(f"no ratings left: all {n_read} rows are invalid")
-    users, ucounts = _id_index([s[2] for s in summaries], "user")
-    items, _ = _id_index([s[3] for s in summaries], "item")
-    n_blocks = default_n_blocks(int(ucounts.sum()), chunk_nnz)
-    row_edges = balanced_edges(ucounts, n_blocks)
+    if layout is None:
+        users, ucounts = _id_index([s[2] for s in summaries], "user")
+        items, _ = _id_index([s[3] for s in summaries], "item")
+        n_blocks = default_n_blocks(int(ucounts.sum()), chunk_nnz)
+        row_edges = balanced_edges(ucounts, n_blocks)
+    else:
+        users, items, row_edges = layout
+        row_edges = np.asarray(row_edges, dtype=np.int64)
+        _check_known([s[2] for s in summaries], users, "user")
+        _check_known([s[3] for s in summaries], items, "item")
     n_blocks = len(row_edges) - 1
     d_users = dask.delayed(users, pure=True)
     d_items = dask.delayed(items, pure=True)

@@ -8,6 +8,7 @@ from typing import Any
 from dmf._base import Recommender
 from dmf._bias import Baseline
 from dmf._errors import ParameterError
+from dmf._progress import performance_report
 
 __all__ = ["METHODS", "fit"]
 
@@ -17,7 +18,9 @@ METHODS: dict[str, type[Recommender]] = {
 }
 
 
-def fit(ratings: Any, method: str = "baseline", **params: Any) -> Recommender:
+def fit(
+    ratings: Any, method: str = "baseline", *, report: Any = None, **params: Any
+) -> Recommender:
     """Fit a model and return it: ``dmf.fit(train, method="als", rank=64)``.
 
     The same as building the estimator and calling ``fit``: parameters that
@@ -31,6 +34,12 @@ def fit(ratings: Any, method: str = "baseline", **params: Any) -> Recommender:
     method : str
         One of ``dmf.METHODS``: ``"baseline"`` (biases only), and the factor
         models as they are available (``"als"``, ``"sgd"``).
+    report : str or path, optional
+        Save a Dask performance report of the fit to this ``.html`` file. With
+        a ``distributed.Client`` active it is ``distributed.performance_report``
+        (task stream, worker profiles, transfers); on the local threaded
+        scheduler it is a ``dask.diagnostics`` profile (task timeline, CPU and
+        memory). Needs ``bokeh``.
     **params
         Hyper-parameters of the estimator, and keyword arguments of its ``fit``.
 
@@ -58,4 +67,5 @@ def fit(ratings: Any, method: str = "baseline", **params: Any) -> Recommender:
             f"it takes {sorted(ctor_names | fit_names)}"
         )
     est = cls(**{k: v for k, v in params.items() if k in ctor_names})
-    return est.fit(ratings, **{k: v for k, v in params.items() if k in fit_names})
+    with performance_report(report):
+        return est.fit(ratings, **{k: v for k, v in params.items() if k in fit_names})

@@ -15,13 +15,13 @@ recommendation and persistence use is:
 from __future__ import annotations
 
 import inspect
-import sys
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dmf import _progress
 from dmf._errors import NotFittedError, ParameterError, UnknownIdError, check_choice, first_rows
 
 __all__ = ["COLD_START", "Recommender"]
@@ -50,6 +50,12 @@ class Recommender:
 
     #: Short name used by ``dmf.fit(method=...)`` and stored with saved models.
     kind = "base"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every fit runs in a session: dashboard link once, progress closed at the end.
+        super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__:
+            cls.fit = _progress.wrap_fit(cls.__dict__["fit"])
 
     # ----------------------------------------------------------- parameters
     @classmethod
@@ -118,11 +124,7 @@ class Recommender:
         """Append one iteration to the history and, when ``verbose``, print it."""
         entry.setdefault("elapsed", time.perf_counter() - getattr(self, "_fit_started", 0.0))
         self.history_.append(entry)
-        if verbose:
-            parts = []
-            for k, v in entry.items():
-                parts.append(f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}")
-            print(f"[dmf {self.kind}] " + "  ".join(parts), file=sys.stderr, flush=True)
+        _progress.record(self, verbose, entry)  # a bar or a line per iteration, see _progress
 
     @property
     def user_factors(self) -> np.ndarray | None:
@@ -218,6 +220,59 @@ class Recommender:
         if cold_start == "nan":
             pred[unknown] = np.nan
         return pred
+
+    # ------------------------------------------- persistence and fold-in
+    # Thin delegations: the work lives in dmf._persist and dmf._foldin (which
+    # import this module, hence the imports inside the methods).
+    def save(self, path: Any, overwrite: bool = False, **storage_options: Any) -> str:
+        """Save the fitted model to a Zarr store: a local path or any fsspec URL.
+
+        See :func:`dmf._persist.save` (crash-safe; ``overwrite=True`` to replace
+        an existing store). Returns the store's URL; :func:`dmf.load` reads it.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [3.0, 5.0]})
+        >>> dmf.Baseline().fit(dmf.from_pandas(df)).save("memory://doc/m.zarr", overwrite=True)
+        'memory:///doc/m.zarr'
+        """
+        from dmf._persist import save
+
+        return save(self, path, overwrite=overwrite, **storage_options)
+
+    def to_xarray(self, chunked: bool = False) -> Any:
+        """The fitted model as an :class:`xarray.Dataset` (see :func:`dmf._persist.to_xarray`).
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [3.0, 5.0]})
+        >>> dmf.Baseline().fit(dmf.from_pandas(df)).to_xarray()["user_bias"].dims
+        ('user',)
+        """
+        from dmf._persist import to_xarray
+
+        return to_xarray(self, chunked=chunked)
+
+    def fold_in(self, new_ratings: Any, *, unknown_items: str = "raise") -> Recommender:
+        """A new model with the users of ``new_ratings`` solved against the fixed items.
+
+        See :func:`dmf._foldin.fold_in`: new users are appended, known users
+        get factors and biases solved from exactly the ratings given.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [3.0, 5.0]})
+        >>> model = dmf.Baseline().fit(dmf.from_pandas(df))
+        >>> new = pd.DataFrame({"user": [9], "item": [2], "rating": [5.0]})
+        >>> 9 in model.fold_in(new).users_
+        True
+        """
+        from dmf._foldin import fold_in
+
+        return fold_in(self, new_ratings, unknown_items=unknown_items)
 
 
 def _ids(x: Any) -> np.ndarray:

@@ -19,6 +19,7 @@ from dmf._errors import (
 )
 from dmf._io import from_dask, from_pandas, read_csv, read_parquet
 from dmf._metrics import evaluate
+from dmf._persist import load
 from dmf._ratings import Ratings
 
 try:
@@ -46,6 +47,7 @@ __all__ = [
     "fit",
     "from_dask",
     "from_pandas",
+    "load",
     "read_csv",
     "read_parquet",
     "split",

@@ -1,0 +1,285 @@
+"""Fold-in: solve new or changed users against a fitted model's fixed items, no refit.
+
+``model.fold_in(new_ratings)`` returns a new model in which every user of
+``new_ratings`` has factors and bias solved from exactly those ratings with the
+item side held fixed:
+
+- factor models (ALS, SGD): the ALS user step (``dmf._als.fold_in_users``):
+  per user the regularised least-squares problem against the item factors;
+- ``Baseline``: the closed-form user bias
+  :math:`b_u = \\sum_{i \\in R(u)} (r_{ui} - \\mu - b_i) / (\\lambda_u + |R(u)|)`.
+
+Users not in the model are appended (new codes after the existing ones);
+users already in the model get their factors, bias and count replaced (the
+model keeps no ratings, so pass a known user's whole current history). Items
+the model never saw cannot be folded in: ``unknown_items="raise"`` (default)
+is a :class:`dmf.RatingsError`, ``"ignore"`` drops those ratings and counts
+them in the new model's ``fold_in_report_``.
+
+The path is NumPy only (no Dask graph), so a handful of users takes
+milliseconds. Appending users reuses spare rows of a growing buffer (amortised
+O(new users)); replacing known users copies the user arrays (O(n_users)).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dmf._base import Recommender
+from dmf._blocks import CSR
+from dmf._errors import ParameterError, RatingsError, check_choice, first_rows
+from dmf._ratings import Ratings
+
+__all__ = ["fold_in"]
+
+_USER_ARRAYS = ("user_factors_", "user_bias_", "user_counts_")
+
+
+class _Grow:
+    """A buffer with spare rows, shared by a model and the models folded from it.
+
+    A model whose array is the buffer's first ``used`` rows may append in place;
+    any other (an older model, a sibling fold-in) copies first, so no model ever
+    sees another's rows change.
+    """
+
+    def __init__(self, buffer: np.ndarray, used: int) -> None:
+        self.buffer = buffer
+        self.used = used
+
+    def owns(self, a: np.ndarray) -> bool:
+        return (
+            a.shape[0] == self.used
+            and a.dtype == self.buffer.dtype
+            and a.shape[1:] == self.buffer.shape[1:]
+            and (a.size == 0 or a.__array_interface__["data"][0] == self.buffer.ctypes.data)
+        )
+
+
+def _append_rows(grow: _Grow | None, a: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, _Grow]:
+    n, k = a.shape[0], rows.shape[0]
+    if grow is None or not grow.owns(a) or grow.buffer.shape[0] < n + k:
+        cap = max(2 * (n + k), 64)
+        buf = np.empty((cap, *a.shape[1:]), dtype=a.dtype)
+        buf[:n] = a
+        grow = _Grow(buf, n)
+    grow.buffer[n : n + k] = rows
+    grow.used = n + k
+    return grow.buffer[: n + k], grow
+
+
+def _frame(new_ratings: Any) -> pd.DataFrame:
+    """``user, item, rating`` of the new ratings, validated (nothing dropped silently)."""
+    if isinstance(new_ratings, Ratings):
+        return new_ratings.to_pandas()[["user", "item", "rating"]]
+    if not isinstance(new_ratings, pd.DataFrame):
+        raise RatingsError(
+            "new_ratings must be a dmf.Ratings or a pandas DataFrame with user, item, "
+            f"rating columns, got {type(new_ratings).__name__}"
+        )
+    missing = [c for c in ("user", "item", "rating") if c not in new_ratings.columns]
+    if missing:
+        raise RatingsError(
+            f"new_ratings lacks column(s) {missing}; it has {list(new_ratings.columns)}"
+        )
+    df = new_ratings[["user", "item", "rating"]]
+    if len(df) == 0:
+        raise RatingsError("new_ratings is empty: 0 rows")
+    try:
+        rating = df["rating"].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise RatingsError(f"new_ratings' rating column is not numeric: {e}") from e
+    bad = ~np.isfinite(rating) | df["user"].isna().to_numpy() | df["item"].isna().to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise RatingsError(
+            f"new_ratings has {len(rows)} row(s) with a missing id or a NaN/inf rating "
+            f"(rows {first_rows(rows)})"
+        )
+    if len(df) > 1:
+        dup = df.duplicated(["user", "item"], keep=False).to_numpy()
+        if dup.any():
+            rows = np.flatnonzero(dup)
+            raise RatingsError(
+                f"new_ratings has {len(rows)} row(s) repeating a (user, item) pair "
+                f"(rows {first_rows(rows)}); merge them first"
+            )
+    return df
+
+
+def _baseline_users(model: Recommender, csr: CSR) -> tuple[None, np.ndarray]:
+    """Closed-form user biases against the fixed item biases (Baseline's user step)."""
+    counts = np.diff(csr.indptr)
+    rows = np.repeat(np.arange(csr.n_rows), counts)
+    resid = csr.data.astype(np.float64) - model.global_mean_ - model.item_bias_[csr.indices]
+    sums = np.bincount(rows, weights=resid, minlength=csr.n_rows)
+    reg = float(getattr(model, "reg_user", 0.0))
+    den = reg + counts
+    out = np.zeros(csr.n_rows, dtype=np.float64)
+    np.divide(sums, den, out=out, where=den > 0)
+    return None, out
+
+
+def _solver(model: Recommender) -> Any:
+    custom = getattr(model, "_fold_in_users", None)
+    if custom is not None:
+        return custom
+    if getattr(model, "user_factors_", None) is None:
+        return lambda csr: _baseline_users(model, csr)
+    try:
+        from dmf._als import fold_in_users
+    except ImportError as e:  # pragma: no cover - ALS ships with dmf
+        raise ParameterError(
+            f"fold-in of a {type(model).__name__} needs dmf's ALS user step, not available: {e}"
+        ) from e
+    return lambda csr: fold_in_users(model, csr)
+
+
+def fold_in(model: Recommender, new_ratings: Any, *, unknown_items: str = "raise") -> Recommender:
+    """A new model with the users of ``new_ratings`` solved against the fixed item side.
+
+    Parameters
+    ----------
+    model : fitted dmf model
+        Not modified.
+    new_ratings : Ratings or pandas.DataFrame
+        Columns ``user``, ``item``, ``rating``; each (user, item) pair once.
+        Every user in it is (re)solved from exactly these ratings.
+    unknown_items : {"raise", "ignore"}
+        Ratings of items the model never saw in training: a
+        :class:`dmf.RatingsError` naming them (default), or dropped and
+        counted in ``fold_in_report_["ignored_ratings"]``.
+
+    Returns
+    -------
+    Recommender
+        A new model of the same class: users not in ``model`` appended,
+        known users' factors, biases and counts replaced. Its
+        ``fold_in_report_`` says how many users were added and updated.
+
+    Examples
+    --------
+    >>> import pandas as pd, dmf
+    >>> df = pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 1], "rating": [4.0, 2.0, 5.0]})
+    >>> model = dmf.Baseline(reg_user=0, reg_item=0, n_iter=1).fit(dmf.from_pandas(df))
+    >>> new = pd.DataFrame({"user": [3, 3], "item": [1, 2], "rating": [5.0, 3.0]})
+    >>> model2 = model.fold_in(new)
+    >>> model2.fold_in_report_["users_added"], len(model2.users_)
+    (1, 3)
+    """
+    if not isinstance(model, Recommender):
+        raise ParameterError(f"model must be a fitted dmf model, got {type(model).__name__}")
+    model._check_fitted()
+    check_choice("unknown_items", unknown_items, ("raise", "ignore"))
+    df = _frame(new_ratings)
+    item_codes = model._item_codes(df["item"].to_numpy())
+    unknown = item_codes < 0
+    n_ignored = int(unknown.sum())
+    if n_ignored:
+        bad = pd.unique(pd.Series(df["item"].to_numpy()[unknown], dtype=object))
+        if unknown_items == "raise":
+            raise RatingsError(
+                f"new_ratings has {n_ignored} rating(s) of {len(bad)} item(s) the model never "
+                f"saw in training (first: {first_rows(bad)}); fold-in keeps the items fixed: "
+                "refit to add items, or pass unknown_items='ignore' to drop those ratings"
+            )
+        keep = ~unknown
+        df = df[keep]
+        item_codes = item_codes[keep]
+    user_ids = df["user"].to_numpy()
+    ratings = df["rating"].to_numpy(dtype=np.float32)
+    lo, hi = model.rating_scale_
+    out = (ratings < lo) | (ratings > hi)
+    if out.any() and np.isfinite(lo) and np.isfinite(hi):
+        rows = np.flatnonzero(out)
+        raise RatingsError(
+            f"new_ratings has {len(rows)} rating(s) outside the model's scale [{lo}, {hi}] "
+            f"(first: {first_rows(ratings[rows])})"
+        )
+    # Users in first-appearance order; codes in the model (-1: new).
+    local, uniq = pd.factorize(user_ids)
+    try:
+        codes = model.users_.get_indexer(pd.Index(uniq))
+    except (TypeError, ValueError) as e:
+        raise RatingsError(f"new_ratings' user ids cannot be matched to the model's: {e}") from e
+    order = np.lexsort((item_codes, local))
+    counts = np.bincount(local, minlength=len(uniq)).astype(np.int64)
+    indptr = np.zeros(len(uniq) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    csr = CSR(
+        start=0,
+        stop=len(uniq),
+        n_cols=len(model.items_),
+        indptr=indptr,
+        indices=item_codes[order].astype(np.int32),
+        data=ratings[order],
+    )
+    factors, bias = _solver(model)(csr) if len(uniq) else (None, np.zeros(0))
+    return _assemble(model, uniq, codes, counts, factors, bias, n_ignored)
+
+
+def _append_ids(index: pd.Index, added: np.ndarray) -> pd.Index:
+    """``index`` followed by ``added``, which must be ids of the same type."""
+    numeric = index.dtype.kind in "iu"
+    ok = [
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        if numeric
+        else isinstance(v, str)
+        for v in added
+    ]
+    if not all(ok):
+        bad = [v for v, good in zip(added, ok, strict=True) if not good]
+        kind = "integers" if numeric else "strings"
+        raise RatingsError(
+            f"{len(bad)} new user id(s) are not {kind} like the model's ids "
+            f"(first: {first_rows(bad)})"
+        )
+    if numeric:
+        return index.append(pd.Index(np.asarray(added, dtype=index.dtype)))
+    return index.append(pd.Index(added.astype(str), dtype=index.dtype))
+
+
+def _assemble(
+    model: Recommender,
+    uniq: Any,
+    codes: np.ndarray,
+    counts: np.ndarray,
+    factors: np.ndarray | None,
+    bias: np.ndarray,
+    n_ignored: int,
+) -> Recommender:
+    new = copy.copy(model)
+    grows: dict[str, _Grow] = dict(getattr(model, "_fold_grow", {}))
+    values = {
+        "user_bias_": np.asarray(bias, dtype=model.user_bias_.dtype),
+        "user_counts_": counts.astype(model.user_counts_.dtype),
+    }
+    if factors is not None and model.user_factors_ is not None:
+        values["user_factors_"] = np.asarray(factors, dtype=model.user_factors_.dtype)
+    known = codes >= 0
+    fresh = ~known
+    for name, rows in values.items():
+        a = getattr(model, name)
+        if known.any():
+            a = a.copy()
+            a[codes[known]] = rows[known]
+            grows.pop(name, None)
+        if fresh.any():
+            a, grows[name] = _append_rows(grows.get(name), a, rows[fresh])
+        setattr(new, name, a)
+    if fresh.any():
+        added = np.asarray(uniq, dtype=object)[fresh]
+        new.users_ = _append_ids(model.users_, added)
+    new._fold_grow = grows
+    new.history_ = list(model.history_)
+    new.fold_in_report_ = {
+        "users_added": int(fresh.sum()),
+        "users_updated": int(known.sum()),
+        "ratings": int(counts.sum()),
+        "ignored_ratings": n_ignored,
+    }
+    return new

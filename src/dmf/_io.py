@@ -67,11 +67,14 @@ class _Spec:
     def columns(self) -> list[Any]:
         return [c for c in (self.user, self.item, self.rating, self.timestamp) if c is not None]
 
-    def check_columns(self, columns: Sequence[Any], dtypes: pd.Series) -> None:
+    def check_columns(
+        self, columns: Sequence[Any], dtypes: pd.Series, frame: pd.DataFrame | None = None
+    ) -> None:
         missing = [c for c in self.columns if c not in columns]
         if missing:
             raise RatingsError(
-                f"column(s) {missing} not found; the data has columns {list(columns)}. "
+                f"{len(missing)} of {len(self.columns)} column(s) not found: {missing}; "
+                f"the data has columns {list(columns)}. "
                 "Name them with user=, item=, rating= (rating=None for implicit feedback)."
             )
         if self.rating is not None:
@@ -79,8 +82,18 @@ class _Spec:
             if not (pd.api.types.is_integer_dtype(dt) or pd.api.types.is_float_dtype(dt)) or (
                 pd.api.types.is_bool_dtype(dt)
             ):
+                detail = ""
+                if frame is not None:
+                    col = frame[self.rating]
+                    bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
+                    if bad.any():
+                        pos = np.flatnonzero(bad)
+                        shown = first_rows(f"row {p} ({col.iloc[p]!r})" for p in pos)
+                        detail = (
+                            f" ({len(pos)} of {len(col)} values are not numbers; first: {shown})"
+                        )
                 raise RatingsError(
-                    f"rating column {self.rating!r} has dtype {dt}, not numbers; "
+                    f"rating column {self.rating!r} has dtype {dt}, not numbers{detail}; "
                     "convert it (e.g. pd.to_numeric) or pass rating=None for implicit feedback"
                 )
         if self.timestamp is not None:
@@ -181,9 +194,10 @@ def _id_index(counts: list[pd.Series], what: str) -> tuple[pd.Index, np.ndarray]
     try:
         order = np.argsort(ids.to_numpy(), kind="stable")
     except TypeError as e:
-        kinds = sorted({type(v).__name__ for v in ids[:1000]})
+        kinds = pd.Series([type(_py(v)).__name__ for v in ids]).value_counts()
+        shown = ", ".join(f"{n} {k}" for k, n in kinds.items())
         raise RatingsError(
-            f"{what} ids mix types that cannot be ordered ({', '.join(kinds)}); "
+            f"{what} ids mix types that cannot be ordered ({len(ids)} distinct ids: {shown}); "
             f"convert the {what} column to one type, e.g. .astype(str)"
         ) from e
     ids = ids[order]
@@ -244,6 +258,11 @@ def _build_block(
             ts = None if ts is None else np.maximum.reduceat(ts[order], starts)
     block = RowBlock(start, stop, n_items, rows[sel], cols[sel], data, ts)
     return block, dup_info
+
+
+def _py(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for readable messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _find_rows(parts: list[_Part], offsets: list[int], pair: tuple[Any, Any]) -> list[int]:
@@ -354,8 +373,8 @@ def _build(
             shown = []
             for uc, ic in pairs:
                 pair = (users[uc], items[ic])
-                rows = _find_rows(parts, list(offsets[:-1]), pair)
-                shown.append(f"(user={pair[0]!r}, item={pair[1]!r}) at rows {rows[:5]}")
+                rows = _find_rows(parts, [int(o) for o in offsets[:-1]], pair)
+                shown.append(f"(user={_py(pair[0])!r}, item={_py(pair[1])!r}) at rows {rows[:5]}")
             raise RatingsError(
                 f"{n_pairs} (user, item) pairs occur more than once ({n_extra} extra rows); "
                 f"first: {'; '.join(shown)}. Pass duplicates='last', 'mean' or 'sum' to merge them."
@@ -441,7 +460,7 @@ def from_pandas(
     if not isinstance(df, pd.DataFrame):
         raise RatingsError(f"expected a pandas DataFrame, got {type(df).__name__}")
     spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
-    spec.check_columns(df.columns, df.dtypes)
+    spec.check_columns(df.columns, df.dtypes, df)
     if len(df) == 0:
         raise RatingsError("no ratings: the DataFrame is empty (0 rows)")
     df = df[spec.columns]

@@ -117,9 +117,12 @@ def _ts_bin(ts: np.ndarray, lo: int, hi: int, n_bins: int) -> np.ndarray:
     return ((ts - lo) // width).astype(np.int64)
 
 
-def _ts_in_bin(block: RowBlock, lo: int, hi: int, n_bins: int, b: int) -> tuple[Any, Any]:
-    sel = block.ts[_ts_bin(block.ts, lo, hi, n_bins) == b]
-    return np.unique(sel, return_counts=True)
+def _ts_in_bin(block: RowBlock, lo: int, hi: int, n_bins: int, b: int) -> tuple[Any, Any, int]:
+    """Distinct times (with counts) in bin ``b``, and the earliest time after that bin."""
+    bins = _ts_bin(block.ts, lo, hi, n_bins)
+    vals, counts = np.unique(block.ts[bins == b], return_counts=True)
+    later = block.ts[bins > b]
+    return vals, counts, int(later.min()) if later.size else np.iinfo(np.int64).max
 
 
 def _assign_after(block: RowBlock, cut: int) -> np.ndarray:
@@ -350,12 +353,15 @@ def _global_cut(r: Ratings, test_size: float, n_bins: int = 1 << 16) -> int:
     pieces = dask.compute([dask.delayed(_ts_in_bin)(b, lo, hi, n_bins, j) for b in r.blocks])[0]
     vals = np.concatenate([p[0] for p in pieces])
     cnts = np.concatenate([p[1] for p in pieces])
-    order = np.argsort(vals)
-    vals, cnts = vals[order], cnts[order]
     uniq, inv = np.unique(vals, return_inverse=True)
     cnt = np.bincount(inv, weights=cnts).astype(np.int64)
-    # ratings with ts >= uniq[m]
+    # Candidate cuts: each time in the crossing bin (ratings at or after it: ge),
+    # and the first time after the bin (ratings at or after it: after).
     ge = after + np.cumsum(cnt[::-1])[::-1]
+    next_time = min(p[2] for p in pieces)
+    if after > 0:
+        uniq = np.append(uniq, next_time)
+        ge = np.append(ge, after)
     m = int(np.argmin(np.abs(ge - target)))
     return int(uniq[m])
 

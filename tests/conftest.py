@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dmf.testing import data_home, local_cluster
+from dmf.testing import data_home
 
 if "DMF_DATA" not in os.environ:
     # Running from a checkout beside shared/: use its read-only copy of MovieLens.
@@ -45,6 +45,22 @@ def u1(ml100k_dir: Path):
 
 @pytest.fixture(scope="session")
 def client():
-    """A real multi-process LocalCluster (2 workers, 1 thread each); current only where used."""
-    with local_cluster(n_workers=2) as c:
+    """A real multi-process LocalCluster (2 workers, 1 thread each); current only where used.
+
+    Not entered with ``as_current`` here: a context entered inside a generator
+    fixture stays active for every later test, which would silently move the
+    whole rest of the session onto the cluster. Tests use ``with client.as_current():``.
+    """
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            worker_class="distributed.Nanny",
+        ) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
         yield c

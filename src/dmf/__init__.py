@@ -21,6 +21,7 @@ from dmf._io import from_dask, from_pandas, read_csv, read_parquet
 from dmf._metrics import evaluate
 from dmf._persist import load
 from dmf._ratings import Ratings
+from dmf._search import cross_validate, grid_search
 
 try:
     __version__ = version("dmf")
@@ -42,11 +43,13 @@ __all__ = [
     "StoreError",
     "UnknownIdError",
     "__version__",
+    "cross_validate",
     "datasets",
     "evaluate",
     "fit",
     "from_dask",
     "from_pandas",
+    "grid_search",
     "load",
     "read_csv",
     "read_parquet",

@@ -274,6 +274,126 @@ class Recommender:
 
         return fold_in(self, new_ratings, unknown_items=unknown_items)
 
+    # ------------------------------------------------------ recommendation
+    def __getstate__(self) -> dict[str, Any]:
+        # caches of dmf._recommend (exclusion lists, normalised factors) stay local
+        state = self.__dict__.copy()
+        state.pop("_rec_cache", None)
+        return state
+
+    def recommend(
+        self, users: Any, k: int = 10, exclude: Any = None, *, cold_start: str = "baseline"
+    ) -> pd.DataFrame:
+        """Top-k items for some users, computed in this process (no Dask graph).
+
+        Scores are the model's predictions :math:`\\mu + b_u + b_i (+ u \\cdot v)`;
+        the highest come first, equal scores by the lower item code. Items
+        never seen in training are never recommended.
+
+        Parameters
+        ----------
+        users : id or list of ids
+            Original user ids.
+        k : int
+            Items per user (>= 1, at most the number of items seen in training).
+            A user with fewer than ``k`` candidates gets fewer rows.
+        exclude : dmf.Ratings, optional
+            Items to leave out per user, matched by original id (normally the
+            training set). Its per-user lists are built once (a Dask compute) and
+            cached on the model, so later calls run on NumPy alone.
+        cold_start : {"baseline", "raise", "skip"}
+            Users unseen in training: ranked by ``mu + b_i`` (default), an
+            :class:`dmf.UnknownIdError`, or left out of the result.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``user``, ``item`` (original ids), ``score`` (float32),
+            ``rank`` (1 = best), users in the order given.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2, 3], "item": [10, 20, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0, 1.0]}))
+        >>> model = dmf.Baseline(reg_user=0, reg_item=0, n_iter=1).fit(train)
+        >>> model.recommend(users=[1, 2], k=2, exclude=train)  # user 1 has one candidate left
+           user  item  score  rank
+        0     1    30   0.75     1
+        1     2    10   5.50     1
+        2     2    30   1.50     2
+        """
+        from dmf._recommend import recommend
+
+        return recommend(self, users, k, exclude, cold_start=cold_start)
+
+    def recommend_all(self, k: int = 10, exclude: Any = None) -> Any:
+        """Top-k items of every user seen in training, as a dask DataFrame.
+
+        One ``recommend-block`` task per user block of the training data (the
+        partitions); each scores its users against all items in chunks, so no
+        ``n_users x n_items`` array exists. Ranking as in :meth:`recommend`.
+
+        Parameters
+        ----------
+        k : int
+            Items per user (>= 1, at most the number of items seen in training).
+        exclude : dmf.Ratings, optional
+            Items to leave out per user, matched by original id, built per block
+            by a Dask graph (the whole of it is never collected).
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            Columns ``user``, ``item``, ``score``, ``rank``; one partition per user block.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2, 3], "item": [10, 20, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0, 1.0]}))
+        >>> model = dmf.Baseline(reg_user=0, reg_item=0, n_iter=1).fit(train)
+        >>> recs = model.recommend_all(k=1, exclude=train).compute()
+        >>> recs["user"].tolist()
+        [1, 2, 3]
+        """
+        from dmf._recommend import recommend_all
+
+        return recommend_all(self, k, exclude)
+
+    def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:
+        """Items most similar to the given ones: cosine similarity of item factors.
+
+        Only factor models have item factors; a bias-only model raises
+        :class:`dmf.ParameterError`. An item is never its own neighbour; items
+        never seen in training are never returned.
+
+        Parameters
+        ----------
+        items : id or list of ids
+            Original item ids seen in training.
+        k : int
+            Neighbours per item (>= 1, fewer than the items seen in training).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``item``, ``similar_item``, ``score`` (cosine), ``rank``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2], "item": [10, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0]}))
+        >>> model = dmf.Baseline().fit(train)
+        >>> model.item_factors_ = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32)
+        >>> model.similar_items([10], k=2)["similar_item"].tolist()
+        [20, 30]
+        """
+        from dmf._recommend import similar_items
+
+        return similar_items(self, items, k)
+
 
 def _ids(x: Any) -> np.ndarray:
     """Ids as a 1-D array without coercing mixed lists (``[1, "a"]`` stays mixed)."""

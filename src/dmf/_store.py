@@ -114,6 +114,10 @@ def _jsonable(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, (tuple, set)):
         return list(obj)
+    if isinstance(obj, np.dtype):
+        return obj.name
+    if isinstance(obj, type) and issubclass(obj, np.generic):
+        return np.dtype(obj).name  # e.g. dtype=numpy.float32 -> "float32"
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 

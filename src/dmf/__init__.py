@@ -22,6 +22,7 @@ from dmf._metrics import evaluate
 from dmf._persist import load
 from dmf._ratings import Ratings
 from dmf._search import cross_validate, grid_search
+from dmf._sgd import SGD
 
 try:
     __version__ = version("dmf")
@@ -40,6 +41,7 @@ __all__ = [
     "Ratings",
     "RatingsError",
     "Recommender",
+    "SGD",
     "StoreError",
     "UnknownIdError",
     "__version__",

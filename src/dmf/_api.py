@@ -9,12 +9,14 @@ from dmf._base import Recommender
 from dmf._bias import Baseline
 from dmf._errors import ParameterError
 from dmf._progress import performance_report
+from dmf._sgd import SGD
 
 __all__ = ["METHODS", "fit"]
 
 #: ``method=`` names and the estimator classes they build.
 METHODS: dict[str, type[Recommender]] = {
     "baseline": Baseline,
+    "sgd": SGD,
 }
 
 

@@ -1,0 +1,143 @@
+"""SGD kernel for biased matrix factorisation over one block of ratings (no Dask here).
+
+One call makes one pass over one block of a DSGD grid: the ratings of users
+``U`` (rows of ``P``) on items ``I`` (rows of ``Q``), stored already shuffled as
+three contiguous arrays of local indices and values. The pass visits the
+ratings chunk by chunk in the order given by ``chunk_order`` (a permutation of
+the chunk numbers, drawn per epoch by the caller), so reads stay contiguous
+while the visiting order changes from epoch to epoch.
+
+For each rating :math:`r_{ui}` (Koren's biased MF, the update Surprise's SVD uses):
+
+.. math::
+
+    e &= r_{ui} - (\\mu + b_u + b_i + p_u \\cdot q_i) \\\\
+    b_u &\\leftarrow b_u + \\eta (e - \\lambda_b b_u), \\qquad
+    b_i \\leftarrow b_i + \\eta (e - \\lambda_b b_i) \\\\
+    p_u &\\leftarrow p_u + \\eta (e q_i - \\lambda p_u), \\qquad
+    q_i \\leftarrow q_i + \\eta (e p_u - \\lambda q_i)
+
+(both factor updates use the values from before the step). ``P``, ``Q``, ``bu``
+and ``bi`` are updated in place; the return value is the sum of squared errors
+``e`` met during the pass (each measured just before its rating's update).
+
+:func:`_reference_sgd_block` is the same pass in plain Python (float64), used
+by the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["CHUNK", "chunk_order", "sgd_block", "visit_order"]
+
+#: Ratings per contiguous chunk of a block's pass (12 KiB of rating arrays).
+CHUNK = 1024
+
+
+def n_chunks(nnz: int, chunk: int = CHUNK) -> int:
+    return -(-int(nnz) // int(chunk))
+
+
+def chunk_order(nnz: int, rng: np.random.Generator, chunk: int = CHUNK) -> np.ndarray:
+    """A random permutation of a block's chunk numbers (int64)."""
+    return rng.permutation(n_chunks(nnz, chunk)).astype(np.int64)
+
+
+def visit_order(nnz: int, order: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """The rating indices a pass visits, in order, for a chunk permutation ``order``."""
+    parts = [np.arange(c * chunk, min((c + 1) * chunk, nnz)) for c in order]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+@njit(nogil=True, cache=False, fastmath=True)
+def sgd_block(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    order: np.ndarray,
+    chunk: int,
+    P: np.ndarray,
+    Q: np.ndarray,
+    bu: np.ndarray,
+    bi: np.ndarray,
+    mu: float,
+    lr: float,
+    reg: float,
+    reg_bias: float,
+    biases: bool,
+) -> float:
+    """One SGD pass over a block's ratings; updates ``P, Q, bu, bi`` in place.
+
+    ``users``/``items`` are int32 row numbers into ``P``/``Q``; ``ratings`` has the
+    factors' dtype. Returns the sum of squared errors (float64).
+    """
+    n = users.shape[0]
+    k = P.shape[1]
+    dt = P.dtype.type
+    mu_ = dt(mu)
+    lr_ = dt(lr)
+    lr_reg_b = dt(lr * reg_bias)
+    shrink = dt(1.0 - lr * reg)
+    zero = dt(0.0)
+    # The two factor rows are copied into locals: the update loops then read
+    # memory that cannot alias the rows being written, and vectorise cleanly.
+    p = np.empty(k, dtype=P.dtype)
+    q = np.empty(k, dtype=P.dtype)
+    sse = 0.0
+    for c in range(order.shape[0]):
+        lo = order[c] * chunk
+        hi = min(lo + chunk, n)
+        for t in range(lo, hi):
+            u = users[t]
+            i = items[t]
+            pu = P[u]
+            qi = Q[i]
+            dot = zero
+            for f in range(k):
+                p[f] = pu[f]
+                q[f] = qi[f]
+                dot += p[f] * q[f]
+            e = ratings[t] - (mu_ + bu[u] + bi[i] + dot)
+            sse += e * e
+            if biases:
+                bu[u] += lr_ * e - lr_reg_b * bu[u]
+                bi[i] += lr_ * e - lr_reg_b * bi[i]
+            g = lr_ * e
+            for f in range(k):
+                pu[f] = shrink * p[f] + g * q[f]
+                qi[f] = shrink * q[f] + g * p[f]
+    return sse
+
+
+def _reference_sgd_block(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    visit: np.ndarray,
+    P: np.ndarray,
+    Q: np.ndarray,
+    bu: np.ndarray,
+    bi: np.ndarray,
+    mu: float,
+    lr: float,
+    reg: float,
+    reg_bias: float,
+    biases: bool,
+) -> float:
+    """Plain-Python float64 SGD over the ratings ``visit`` lists, in that order (in place)."""
+    sse = 0.0
+    for t in visit:
+        u, i, r = int(users[t]), int(items[t]), float(ratings[t])
+        pu = [float(x) for x in P[u]]
+        qi = [float(x) for x in Q[i]]
+        pred = mu + float(bu[u]) + float(bi[i]) + sum(a * b for a, b in zip(pu, qi, strict=True))
+        e = r - pred
+        sse += e * e
+        if biases:
+            bu[u] = float(bu[u]) + lr * (e - reg_bias * float(bu[u]))
+            bi[i] = float(bi[i]) + lr * (e - reg_bias * float(bi[i]))
+        P[u] = [a + lr * (e * b - reg * a) for a, b in zip(pu, qi, strict=True)]
+        Q[i] = [b + lr * (e * a - reg * b) for a, b in zip(pu, qi, strict=True)]
+    return sse

@@ -78,8 +78,8 @@ class Baseline(Recommender):
     >>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [1, 2, 1, 3, 2],
     ...                    "rating": [5.0, 3.0, 4.0, 2.0, 1.0]})
     >>> model = dmf.Baseline(reg_user=0, reg_item=0, n_iter=1).fit(dmf.from_pandas(df))
-    >>> float(round(model.predict(1, 2)[0], 3))
-    3.0
+    >>> float(round(model.predict(1, 2)[0], 3))  # 3.0 + 0.75 - 1.0
+    2.75
     """
 
     kind = "baseline"

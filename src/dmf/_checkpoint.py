@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 import numpy as np
+import zarr
 
 from dmf._errors import ParameterError, StoreError, check_int
 from dmf._store import Location, dumps_json, loads_json, open_group, resolve
@@ -44,8 +45,7 @@ def _check_root(loc: Location, *, create: bool) -> bool:
     if not loc.exists() or loc.is_empty_dir():
         if not create:
             return False
-        group = open_group(loc, mode="w")
-        group.attrs.update({_MARK: CHECKPOINT_FORMAT})
+        _create_root(loc)
         return True
     group = open_group(loc, mode="r")
     version = group.attrs.get(_MARK)
@@ -60,6 +60,22 @@ def _check_root(loc: Location, *, create: bool) -> bool:
             f"understands ({CHECKPOINT_FORMAT}); upgrade dmf"
         )
     return True
+
+
+def _create_root(loc: Location) -> None:
+    """Create the root group with its mark in one metadata write (renamed in locally)."""
+    attrs = {_MARK: CHECKPOINT_FORMAT}
+    if not loc.is_local:
+        zarr.open_group(loc.store(read_only=False), mode="w", zarr_format=3, attributes=attrs)
+        return
+    tmp = loc.temp_sibling("creating")
+    try:
+        zarr.open_group(tmp.store(read_only=False), mode="w", zarr_format=3, attributes=attrs)
+        if os.path.isdir(loc.root):  # an empty directory
+            os.rmdir(loc.root)
+        os.rename(tmp.root, loc.root)
+    finally:
+        tmp.rm()
 
 
 def _iterations(loc: Location) -> list[tuple[int, str]]:

@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from dmf import datasets, split, testing
+from dmf._als import ALS
 from dmf._api import METHODS, fit
 from dmf._base import Recommender
 from dmf._bias import Baseline
@@ -30,6 +31,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "ALS",
     "METHODS",
     "Baseline",
     "ConvergenceError",

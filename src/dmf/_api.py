@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from dmf._als import ALS
 from dmf._base import Recommender
 from dmf._bias import Baseline
 from dmf._errors import ParameterError
@@ -16,6 +17,7 @@ __all__ = ["METHODS", "fit"]
 #: ``method=`` names and the estimator classes they build.
 METHODS: dict[str, type[Recommender]] = {
     "baseline": Baseline,
+    "als": ALS,
     "sgd": SGD,
 }
 

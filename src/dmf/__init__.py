@@ -7,6 +7,7 @@ from dmf._als import ALS
 from dmf._api import METHODS, fit
 from dmf._base import Recommender
 from dmf._bias import Baseline
+from dmf._blend import Blend, blend
 from dmf._errors import (
     ConvergenceError,
     DatasetError,
@@ -34,6 +35,7 @@ __all__ = [
     "ALS",
     "METHODS",
     "Baseline",
+    "Blend",
     "ConvergenceError",
     "DMFError",
     "DMFWarning",
@@ -47,6 +49,7 @@ __all__ = [
     "StoreError",
     "UnknownIdError",
     "__version__",
+    "blend",
     "cross_validate",
     "datasets",
     "evaluate",

@@ -23,6 +23,7 @@ import pandas as pd
 
 from dmf import _progress
 from dmf._errors import NotFittedError, ParameterError, UnknownIdError, check_choice, first_rows
+from dmf._faults import guard_fit
 
 __all__ = ["COLD_START", "Recommender"]
 
@@ -54,8 +55,9 @@ class Recommender:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every fit runs in a session: dashboard link once, progress closed at the end.
         super().__init_subclass__(**kwargs)
+        # A lost cluster ends the fit in a dmf.ClusterError (see dmf._faults).
         if "fit" in cls.__dict__:
-            cls.fit = _progress.wrap_fit(cls.__dict__["fit"])
+            cls.fit = guard_fit(_progress.wrap_fit(cls.__dict__["fit"]))
 
     # ----------------------------------------------------------- parameters
     @classmethod
@@ -171,12 +173,47 @@ class Recommender:
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         """Dense ``(len(u), n_items)`` float32 scores of known users against every item."""
         u = np.asarray(u, dtype=np.int64)
+        if self.user_factors is not None and self.item_factors is not None:
+            # one GEMM adds the biases too: [p_u, mu + b_u, 1] . [q_i, 1, b_i]; half the
+            # time of a product followed by two passes over the scores (issue 3)
+            items = self._cached("augmented_items", self._augmented_items)
+            users = np.empty((len(u), items.shape[1]), dtype=items.dtype)
+            users[:, :-2] = self.user_factors[u]
+            users[:, -2] = self.global_mean_ + self.user_bias_[u]
+            users[:, -1] = 1.0
+            return (users @ items.T).astype(np.float32, copy=False)
         scores = np.empty((len(u), len(self.items_)), dtype=np.float32)
         scores[:] = self.item_bias_[None, :]
         scores += (self.global_mean_ + self.user_bias_[u])[:, None].astype(np.float32)
-        if self.user_factors is not None and self.item_factors is not None:
-            scores += self.user_factors[u] @ self.item_factors.T
         return scores
+
+    def _augmented_items(self) -> np.ndarray:
+        f = self.item_factors
+        dtype = np.result_type(f.dtype, np.float32)
+        out = np.empty((f.shape[0], f.shape[1] + 2), dtype=dtype)
+        out[:, :-2] = f
+        out[:, -2] = 1.0
+        out[:, -1] = self.item_bias_
+        return out
+
+    def _cached(self, name: str, build: Any) -> Any:
+        """A value derived from the fitted arrays, rebuilt when any of them is replaced.
+
+        Lives in ``_rec_cache`` (dropped on pickling). Fitted arrays are replaced,
+        never modified in place, by ``fit``; code that edits them in place must
+        ``del model._rec_cache``.
+        """
+        state = tuple(
+            getattr(self, a, None)
+            for a in ("user_factors_", "item_factors_", "user_bias_", "item_bias_", "item_counts_")
+        )
+        cache = self.__dict__.get("_rec_cache")
+        if cache is None or any(a is not b for a, b in zip(cache["state"], state, strict=True)):
+            cache = {"state": state}
+            self.__dict__["_rec_cache"] = cache
+        if name not in cache:
+            cache[name] = build()
+        return cache[name]
 
     def _clip(self, pred: np.ndarray) -> np.ndarray:
         lo, hi = self.rating_scale_

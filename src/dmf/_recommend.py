@@ -42,23 +42,9 @@ _CACHE = "_rec_cache"
 
 # -------------------------------------------------------------------- cache
 def _cache(model: Any) -> dict[str, Any]:
-    """Per-model cache, reset when the fitted arrays change (a refit)."""
-    state = (
-        getattr(model, "user_factors_", None),
-        getattr(model, "item_factors_", None),
-        model.user_bias_,
-        model.item_bias_,
-        model.item_counts_,
-    )
-    cache = model.__dict__.get(_CACHE)
-    if (
-        cache is None
-        or len(cache["state"]) != len(state)
-        or any(a is not b for a, b in zip(cache["state"], state, strict=True))
-    ):
-        cache = {"state": state}
-        model.__dict__[_CACHE] = cache
-    return cache
+    """Per-model cache (:meth:`dmf.Recommender._cached`), reset when fitted arrays change."""
+    model._cached("_", dict)
+    return model.__dict__["_rec_cache"]
 
 
 def _cand_ok(model: Any) -> np.ndarray:

@@ -31,6 +31,19 @@ RANK_STATS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
 N_RANK_STATS = len(RANK_STATS)
 
 
+#: Item marks inside the kernels: 0 a candidate, else blocked, except RELEVANT.
+NOT_CANDIDATE, EXCLUDED, RELEVANT = 1, 2, 3
+
+
+@njit(nogil=True, cache=False)
+def _base_mark(cand_ok):
+    mark = np.zeros(cand_ok.shape[0], dtype=np.int8)
+    for j in range(cand_ok.shape[0]):
+        if not cand_ok[j]:
+            mark[j] = NOT_CANDIDATE
+    return mark
+
+
 @njit(nogil=True, cache=False)
 def _worse(s_a, i_a, s_b, i_b):
     # a ranks below b: lower score, or the same score and a higher item code
@@ -69,30 +82,37 @@ def _sift_up(hs, hi, pos):
 
 
 @njit(nogil=True, cache=False)
-def _topk_row(row, k, cand_ok, mark, hs, hi):
+def _topk_row(row, k, mark, hs, hi):
     """Top ``k`` candidates of one score row into ``hs``/``hi``, best first; returns the count.
 
-    ``mark[j] == 1`` flags an excluded item. Items are scanned in increasing
-    code order, so a later item can only displace the worst kept one by a
-    strictly higher score (ties keep the lower code).
+    ``mark[j] != 0`` blocks item ``j`` except ``mark[j] == RELEVANT`` (a
+    relevant candidate). Items are scanned in increasing code order, so a
+    later item displaces the worst kept one only by a strictly higher score
+    (ties keep the lower code). Once ``k`` items are kept, the common case
+    costs one load and one compare per item (a NaN never compares higher).
     """
     n = 0
     m = row.shape[0]
-    for j in range(m):
-        if not cand_ok[j] or mark[j] == 1:
-            continue
-        s = row[j]
-        if s != s:  # NaN scores are never recommended
-            continue
-        if n < k:
-            hs[n] = s
-            hi[n] = j
-            _sift_up(hs, hi, n)
-            n += 1
-        elif s > hs[0]:
-            hs[0] = s
-            hi[0] = j
-            _sift_down(hs, hi, n, 0)
+    j = 0
+    while j < m and n < k:
+        if mark[j] == 0 or mark[j] == RELEVANT:
+            s = row[j]
+            if s == s:  # NaN scores are never recommended
+                hs[n] = s
+                hi[n] = j
+                _sift_up(hs, hi, n)
+                n += 1
+        j += 1
+    if n == k and k > 0:
+        thr = hs[0]
+        while j < m:
+            s = row[j]
+            if s > thr and (mark[j] == 0 or mark[j] == RELEVANT):
+                hs[0] = s
+                hi[0] = j
+                _sift_down(hs, hi, n, 0)
+                thr = hs[0]
+            j += 1
     # heap sort: pop the worst to the back until the front holds the best
     last = n - 1
     while last > 0:
@@ -110,17 +130,18 @@ def topk_rows(scores, row0, k, cand_ok, ex_indptr, ex_indices, out_items, out_sc
     Row ``r`` of ``scores`` is row ``row0 + r`` of the exclusion CSR. Writes item
     codes (``-1`` pads rows with fewer than ``k`` candidates), scores and counts.
     """
-    n_rows, m = scores.shape
-    mark = np.zeros(m, dtype=np.int8)
+    n_rows = scores.shape[0]
+    base = _base_mark(cand_ok)
+    mark = base.copy()
     hs = np.empty(k, dtype=np.float32)
     hi = np.empty(k, dtype=np.int64)
     for r in range(n_rows):
         a, b = ex_indptr[row0 + r], ex_indptr[row0 + r + 1]
         for p in range(a, b):
-            mark[ex_indices[p]] = 1
-        n = _topk_row(scores[r], k, cand_ok, mark, hs, hi)
+            mark[ex_indices[p]] = EXCLUDED
+        n = _topk_row(scores[r], k, mark, hs, hi)
         for p in range(a, b):
-            mark[ex_indices[p]] = 0
+            mark[ex_indices[p]] = base[ex_indices[p]]
         out_n[r] = n
         for t in range(k):
             if t < n:
@@ -132,19 +153,26 @@ def topk_rows(scores, row0, k, cand_ok, ex_indptr, ex_indices, out_items, out_sc
 
 
 @njit(nogil=True, cache=False)
-def _auc_row(row, cand_ok, mark, rel_scores, n_rel):
+def _auc_row(row, mark, rel_scores, n_rel):
     """AUC of one row: P(relevant scores above a non-relevant candidate), ties 1/2."""
-    # rel_scores[:n_rel] sorted ascending; mark: 1 excluded, 2 relevant
+    # rel_scores[:n_rel] sorted ascending; mark 0: a non-relevant candidate
     m = row.shape[0]
     above = 0.0
     n_neg = 0
+    lowest = rel_scores[0]
+    highest = rel_scores[n_rel - 1]
     for j in range(m):
-        if not cand_ok[j] or mark[j] != 0:
+        if mark[j] != 0:
             continue
         s = row[j]
         if s != s:
             continue
         n_neg += 1
+        if s < lowest:
+            above += n_rel
+            continue
+        if s > highest:
+            continue
         # lo: first relevant score >= s; hi: first relevant score > s
         lo, hi = 0, n_rel
         while lo < hi:
@@ -195,7 +223,8 @@ def rank_rows(
     """
     n_rows, m = scores.shape
     kmax = ks[ks.shape[0] - 1]
-    mark = np.zeros(m, dtype=np.int8)
+    base = _base_mark(cand_ok)
+    mark = base.copy()
     hs = np.empty(kmax, dtype=np.float32)
     hi = np.empty(kmax, dtype=np.int64)
     rel_s = np.empty(m, dtype=np.float32)
@@ -204,16 +233,16 @@ def rank_rows(
         ra, rb = rel_indptr[row0 + r], rel_indptr[row0 + r + 1]
         row = scores[r]
         for p in range(ea, eb):
-            mark[ex_indices[p]] = 1
+            mark[ex_indices[p]] = EXCLUDED
         n_rel = 0
         for p in range(ra, rb):
             j = rel_indices[p]
-            if cand_ok[j] and mark[j] == 0 and row[j] == row[j]:
-                mark[j] = 2
+            if mark[j] == 0 and row[j] == row[j]:
+                mark[j] = RELEVANT
                 rel_s[n_rel] = row[j]
                 n_rel += 1
         out_nrel[r] = n_rel
-        n = _topk_row(row, kmax, cand_ok, mark, hs, hi)
+        n = _topk_row(row, kmax, mark, hs, hi)
         for t in range(kmax):
             out_items[r, t] = hi[t] if t < n else -1
         if n_rel == 0:
@@ -229,7 +258,7 @@ def rank_rows(
                 ap = 0.0
                 rr = 0.0
                 for t in range(min(k, n)):
-                    if mark[hi[t]] == 2:
+                    if mark[hi[t]] == RELEVANT:
                         hits += 1
                         dcg += 1.0 / math.log2(t + 2.0)
                         ap += hits / (t + 1.0)
@@ -246,13 +275,13 @@ def rank_rows(
                 out_stats[r, c, 5] = 1.0 if hits > 0 else 0.0
             if do_auc:
                 rs = np.sort(rel_s[:n_rel])
-                out_auc[r] = _auc_row(row, cand_ok, mark, rs, n_rel)
+                out_auc[r] = _auc_row(row, mark, rs, n_rel)
             else:
                 out_auc[r] = np.nan
         for p in range(ea, eb):
-            mark[ex_indices[p]] = 0
+            mark[ex_indices[p]] = base[ex_indices[p]]
         for p in range(ra, rb):
-            mark[rel_indices[p]] = 0
+            mark[rel_indices[p]] = base[rel_indices[p]]
 
 
 # --------------------------------------------------------------------------

@@ -101,6 +101,18 @@ class Ratings:
         and for splits how many test ratings belong to users or items unseen in train.
     row_edges : numpy.ndarray
         User-code boundaries of the row blocks (``n_blocks + 1`` values).
+
+    Examples
+    --------
+    >>> import pandas as pd, dmf
+    >>> r = dmf.from_pandas(pd.DataFrame(
+    ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+    >>> r.n_users, r.n_items, r.nnz, r.global_mean
+    (2, 2, 3, 4.0)
+    >>> list(r.users), list(r.items)
+    (['a', 'b'], [10, 20])
+    >>> r.matrix
+    dask.array<..., shape=(2, 2), dtype=float32, chunksize=(...), chunktype=sparse.COO>
     """
 
     def __init__(
@@ -204,14 +216,33 @@ class Ratings:
         return da.concatenate(chunks, axis=0)
 
     def row_csr(self) -> list[Delayed]:
-        """One lazy :class:`~dmf._blocks.CSR` per row block (users as rows)."""
+        """One lazy :class:`~dmf._blocks.CSR` per row block (users as rows).
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> csr = r.row_csr()[0].compute()
+        >>> csr.indptr.tolist(), csr.indices.tolist()
+        ([0, 2, 3], [0, 1, 0])
+        """
         return [
             dask.delayed(RowBlock.csr)(b, dask_key_name=key("csr-users", b.key))
             for b in self.blocks
         ]
 
     def col_edges(self, n_blocks: int | None = None) -> np.ndarray:
-        """Item-code boundaries that balance nnz over ``n_blocks`` item blocks."""
+        """Item-code boundaries that balance nnz over ``n_blocks`` item blocks.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> r.col_edges(1).tolist()
+        [0, 2]
+        """
         n = self.n_blocks if n_blocks is None else int(n_blocks)
         return balanced_edges(self.item_counts, n)
 
@@ -220,6 +251,15 @@ class Ratings:
 
         Built by an all-to-all over the row blocks: each row block is cut by item
         range, each item block merges its pieces. Persist the result once per fit.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> csc = r.col_csr()[0].compute()  # rows are items, indices user codes
+        >>> csc.indptr.tolist(), csc.indices.tolist()
+        ([0, 2, 3], [0, 1, 0])
         """
         edges = self.col_edges() if col_edges is None else np.asarray(col_edges, np.int64)
         n_cols = len(edges) - 1
@@ -246,6 +286,17 @@ class Ratings:
 
         Original ids by default; ``codes=True`` gives int32 codes instead. This
         collects everything in memory: meant for small data and inspection.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> r.to_pandas()
+          user  item  rating
+        0    a    10     4.0
+        1    a    20     3.0
+        2    b    10     5.0
         """
         parts = dask.compute([dask.delayed(_to_frame)(b) for b in self.blocks])[0]
         cols = ["user", "item", "rating"] + (["timestamp"] if self.has_timestamps else [])
@@ -259,7 +310,17 @@ class Ratings:
         return df
 
     def to_scipy(self):
-        """The matrix as a ``scipy.sparse.csr_array`` (collects it; for small data)."""
+        """The matrix as a ``scipy.sparse.csr_array`` (collects it; for small data).
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> r.to_scipy().toarray()
+        array([[4., 3.],
+               [5., 0.]], dtype=float32)
+        """
         import scipy.sparse as sp
 
         df = self.to_pandas(codes=True)
@@ -279,6 +340,15 @@ class Ratings:
 
         ``blocks`` must cover the same user ranges as ``self.blocks`` (splits and
         filters keep the blocking). The blocks are persisted here.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> same = r.derive(r.blocks)
+        >>> same.nnz, list(same.users) == list(r.users)
+        (3, True)
         """
         (blocks,) = persist(list(blocks))
         return Ratings(
@@ -293,11 +363,29 @@ class Ratings:
         )
 
     def user_codes(self, users: Any) -> np.ndarray:
-        """Codes of original user ids, ``-1`` where an id is unknown."""
+        """Codes of original user ids, ``-1`` where an id is unknown.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> r.user_codes(["b", "zz"]).tolist()
+        [1, -1]
+        """
         return _codes(self.users, users)
 
     def item_codes(self, items: Any) -> np.ndarray:
-        """Codes of original item ids, ``-1`` where an id is unknown."""
+        """Codes of original item ids, ``-1`` where an id is unknown.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> r = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": ["a", "a", "b"], "item": [10, 20, 10], "rating": [4.0, 3.0, 5.0]}))
+        >>> r.item_codes([20]).tolist()
+        [1]
+        """
         return _codes(self.items, items)
 
 

@@ -9,6 +9,7 @@ from dmf._base import Recommender
 from dmf._bias import Baseline
 from dmf._blend import Blend, blend
 from dmf._errors import (
+    ClusterError,
     ConvergenceError,
     DatasetError,
     DMFError,
@@ -36,6 +37,7 @@ __all__ = [
     "METHODS",
     "Baseline",
     "Blend",
+    "ClusterError",
     "ConvergenceError",
     "DMFError",
     "DMFWarning",

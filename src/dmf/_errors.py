@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "ClusterError",
     "ConvergenceError",
     "DMFError",
     "DMFWarning",
@@ -48,6 +49,10 @@ class UnknownIdError(DMFError, ValueError):
 
 class DatasetError(DMFError, OSError):
     """A data set is not available locally and cannot be downloaded, or its checksum differs."""
+
+
+class ClusterError(DMFError, RuntimeError):
+    """The Dask cluster (scheduler, client or workers) went away during a computation."""
 
 
 class DMFWarning(UserWarning):

@@ -188,3 +188,11 @@ def test_bad_arguments(ratings, func, kw, name):
 def test_split_rejects_non_ratings():
     with pytest.raises(dmf.RatingsError, match="Ratings"):
         dmf.split.random(pd.DataFrame({"user": [1], "item": [1], "rating": [1.0]}))
+
+
+def test_temporal_global_cut_impossible():
+    df = random_frame(n_users=10, n_items=8, seed=3)
+    df["ts"] = 1_000
+    r = dmf.from_pandas(df, timestamp="ts")
+    with pytest.raises(dmf.RatingsError, match=f"all {len(df)} ratings share"):
+        dmf.split.temporal(r, per_user=False)

@@ -363,6 +363,11 @@ def _global_cut(r: Ratings, test_size: float, n_bins: int = 1 << 16) -> int:
         uniq = np.append(uniq, next_time)
         ge = np.append(ge, after)
     m = int(np.argmin(np.abs(ge - target)))
+    if ge[m] >= r.nnz:
+        raise RatingsError(
+            f"no global cut time leaves training ratings: all {r.nnz} ratings share the "
+            f"earliest candidate time {int(uniq[m])}; use temporal(per_user=True) or random()"
+        )
     return int(uniq[m])
 
 

@@ -34,8 +34,8 @@ COLD_START = ("baseline", "nan", "raise")
 class Recommender:
     """Base class of dmf's models (``dmf.Baseline``, ``dmf.ALS``, ``dmf.SGD``, ...).
 
-    Fitted attributes
-    -----------------
+    Attributes
+    ----------
     users_, items_ : pandas.Index
         The training data's original ids, in code order.
     global_mean_ : float
@@ -47,6 +47,18 @@ class Recommender:
     rating_scale_ : tuple of float
     history_ : list of dict
         One record per iteration (see :attr:`history`).
+
+    Examples
+    --------
+    Every model shares this interface:
+
+    >>> import dmf
+    >>> from dmf.testing import random_ratings
+    >>> model = dmf.Baseline(n_iter=2).fit(random_ratings(n_users=20, n_items=10))
+    >>> isinstance(model, dmf.Recommender), model.is_fitted, model.kind
+    (True, True, 'baseline')
+    >>> model.user_bias_.shape, model.item_factors_ is None
+    ((20,), True)
     """
 
     #: Short name used by ``dmf.fit(method=...)`` and stored with saved models.
@@ -70,11 +82,25 @@ class Recommender:
         ]
 
     def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters, as passed to ``__init__``."""
+        """Hyper-parameters, as passed to ``__init__``.
+
+        Examples
+        --------
+        >>> import dmf
+        >>> dmf.Baseline(reg_user=5).get_params()
+        {'reg_user': 5, 'reg_item': 10.0, 'n_iter': 10, 'verbose': False}
+        """
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> Recommender:
-        """Change hyper-parameters; unknown names are an error."""
+        """Change hyper-parameters; unknown names are an error.
+
+        Examples
+        --------
+        >>> import dmf
+        >>> dmf.Baseline().set_params(n_iter=3)
+        Baseline(reg_user=15.0, reg_item=10.0, n_iter=3, verbose=False)
+        """
         valid = self._param_names()
         for name, value in params.items():
             if name not in valid:
@@ -242,6 +268,17 @@ class Recommender:
         Returns
         -------
         numpy.ndarray of float32
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame(
+        ...     {"user": [1, 1, 2], "item": [1, 2, 1], "rating": [5.0, 3.0, 4.0]}))
+        >>> model = dmf.Baseline(reg_user=0, reg_item=0, n_iter=1).fit(train)
+        >>> model.predict([1, 2], [2, 2])  # 4 + 0.25 - 1; 4 - 0.5 - 1 clipped to the scale (3, 5)
+        array([3.25, 3.  ], dtype=float32)
+        >>> model.predict(99, 1, cold_start="nan")  # user 99 never seen in training
+        array([nan], dtype=float32)
         """
         self._check_fitted()
         check_choice("cold_start", cold_start, COLD_START)

@@ -102,7 +102,16 @@ class Baseline(Recommender):
         check_int("n_iter", self.n_iter, 1)
 
     def fit(self, ratings: Any) -> Baseline:
-        """Fit the biases to a :class:`dmf.Ratings`; returns ``self``."""
+        """Fit the biases to a :class:`dmf.Ratings`; returns ``self``.
+
+        Examples
+        --------
+        >>> import dmf
+        >>> from dmf.testing import random_ratings
+        >>> model = dmf.Baseline(n_iter=3).fit(random_ratings(n_users=20, n_items=10))
+        >>> len(model.history)
+        3
+        """
         self._validate_params()
         ratings = check_ratings(ratings)
         self._set_training_state(ratings)

@@ -107,6 +107,17 @@ class Blend(Recommender):
         validation : Ratings or pandas.DataFrame
             Held-out ratings (columns ``user``, ``item``, ``rating``) that the
             members were *not* trained on.
+
+        Examples
+        --------
+        >>> import dmf
+        >>> from dmf.testing import random_ratings
+        >>> train = random_ratings(n_users=30, n_items=20, seed=0)
+        >>> valid = random_ratings(n_users=30, n_items=20, seed=1)
+        >>> members = [dmf.Baseline().fit(train), dmf.ALS(rank=2, max_iter=2).fit(train)]
+        >>> blend = dmf.Blend().fit(members, validation=valid)
+        >>> blend.validation_rmse_ > 0
+        True
         """
         check_choice("method", self.method, BLEND_METHODS)
         alpha = check_float("alpha", self.alpha, 0.0)

@@ -520,6 +520,16 @@ class SGD(Recommender):
         -------
         SGD
             The fitted estimator.
+
+        Examples
+        --------
+        >>> import dmf
+        >>> from dmf.testing import random_ratings
+        >>> train = random_ratings(n_users=30, n_items=20, seed=0)
+        >>> valid = random_ratings(n_users=30, n_items=20, seed=1)
+        >>> model = dmf.SGD(rank=4, n_epochs=3, grid=1).fit(train, validation=valid)
+        >>> list(model.history["epoch"])
+        [1, 2, 3]
         """
         from dmf._metrics import evaluate, to_ratings
 

@@ -114,7 +114,20 @@ SPLITS_100K = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 
 def cache_dir() -> Path:
-    """Where downloads go: ``$DMF_CACHE`` if set, else ``~/.cache/dmf``."""
+    """Where downloads go: ``$DMF_CACHE`` if set, else ``~/.cache/dmf``.
+
+    Examples
+    --------
+    >>> import os, dmf
+    >>> old = os.environ.get("DMF_CACHE")
+    >>> os.environ["DMF_CACHE"] = "/tmp/dmf-cache"
+    >>> str(dmf.datasets.cache_dir())
+    '/tmp/dmf-cache'
+    >>> if old is None:
+    ...     del os.environ["DMF_CACHE"]
+    ... else:
+    ...     os.environ["DMF_CACHE"] = old
+    """
     env = os.environ.get("DMF_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dmf"
 

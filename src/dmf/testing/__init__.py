@@ -23,7 +23,18 @@ __all__ = ["data_home", "local_cluster", "random_frame", "random_ratings", "sche
 
 
 def data_home() -> Path | None:
-    """``$DMF_DATA`` if it names an existing folder, else None."""
+    """``$DMF_DATA`` if it names an existing folder, else None.
+
+    Examples
+    --------
+    >>> import os
+    >>> from dmf.testing import data_home
+    >>> old = os.environ.pop("DMF_DATA", None)
+    >>> data_home() is None
+    True
+    >>> if old is not None:
+    ...     os.environ["DMF_DATA"] = old
+    """
     env = os.environ.get("DMF_DATA")
     if env and Path(env).is_dir():
         return Path(env)
@@ -32,7 +43,17 @@ def data_home() -> Path | None:
 
 @contextlib.contextmanager
 def local_cluster(n_workers: int = 2, threads_per_worker: int = 1) -> Iterator[Any]:
-    """A multi-process ``LocalCluster`` and a client that is current inside the block."""
+    """A multi-process ``LocalCluster`` and a client that is current inside the block.
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.testing import local_cluster, random_ratings
+    >>> with local_cluster(n_workers=2) as client:  # doctest: +SKIP
+    ...     model = dmf.fit(random_ratings(), method="baseline")
+    ...     len(client.nthreads())
+    2
+    """
     from distributed import Client, LocalCluster
 
     with (
@@ -51,7 +72,20 @@ def local_cluster(n_workers: int = 2, threads_per_worker: int = 1) -> Iterator[A
 
 @contextlib.contextmanager
 def scheduler(name: str, client: Any = None) -> Iterator[None]:
-    """Run the block on ``"sync"``, ``"threads"`` or ``"distributed"`` (needs ``client``)."""
+    """Run the block on ``"sync"``, ``"threads"`` or ``"distributed"`` (needs ``client``).
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.testing import random_ratings, scheduler
+    >>> r = random_ratings()
+    >>> with scheduler("sync"):
+    ...     a = dmf.fit(r, method="baseline").user_bias_
+    >>> with scheduler("threads"):
+    ...     b = dmf.fit(r, method="baseline").user_bias_
+    >>> bool((a == b).all())
+    True
+    """
     if name == "distributed":
         if client is None:
             raise ValueError("scheduler('distributed') needs a client")
@@ -69,7 +103,15 @@ def random_frame(
     seed: int = 0,
     scale: tuple[float, float] = (1.0, 5.0),
 ) -> pd.DataFrame:
-    """Random ratings with no duplicate pairs, every user and item rated at least once."""
+    """Random ratings with no duplicate pairs, every user and item rated at least once.
+
+    Examples
+    --------
+    >>> from dmf.testing import random_frame
+    >>> df = random_frame(n_users=5, n_items=4, seed=0)
+    >>> list(df.columns), df["user"].nunique(), df["item"].nunique()
+    (['user', 'item', 'rating'], 5, 4)
+    """
     rng = np.random.default_rng(seed)
     mask = rng.random((n_users, n_items)) < density
     mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
@@ -81,7 +123,15 @@ def random_frame(
 
 
 def random_ratings(chunk_nnz: int | None = None, **kw: Any) -> Any:
-    """:func:`random_frame` as a :class:`dmf.Ratings`."""
+    """:func:`random_frame` as a :class:`dmf.Ratings`.
+
+    Examples
+    --------
+    >>> from dmf.testing import random_ratings
+    >>> r = random_ratings(n_users=6, n_items=5, seed=0)
+    >>> r.n_users, r.n_items
+    (6, 5)
+    """
     import dmf
 
     return dmf.from_pandas(random_frame(**kw), chunk_nnz=chunk_nnz)

@@ -48,7 +48,7 @@ from dmf._errors import (
     check_int,
     check_param,
 )
-from dmf._kernels.sgd import CHUNK, chunk_order, sgd_block
+from dmf._kernels.sgd import CHUNK, chunk_order, kernel_for
 from dmf._ratings import Ratings, check_ratings
 
 __all__ = ["SGD"]
@@ -205,7 +205,7 @@ def _dsgd_block(
     P, bu = ustate[0].copy(), ustate[1].copy()
     Q, bi = istate[0].copy(), istate[1].copy()
     order = chunk_order(blk.nnz, np.random.default_rng([seed, _CHUNKS, epoch, blk.i, blk.j]))
-    sse = sgd_block(
+    sse = kernel_for(P.shape[1])(
         blk.users, blk.items, blk.ratings, order, CHUNK, P, Q, bu, bi, mu, lr, reg, reg_bias, biases
     )
     return (P, bu, float(sse) + (ustate[2] if carry else 0.0)), (Q, bi)

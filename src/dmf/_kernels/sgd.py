@@ -27,13 +27,16 @@ by the tests.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["CHUNK", "chunk_order", "sgd_block", "visit_order"]
+__all__ = ["CHUNK", "chunk_order", "kernel_for", "sgd_block", "visit_order"]
 
 #: Ratings per contiguous chunk of a block's pass (12 KiB of rating arrays).
 CHUNK = 1024
@@ -78,67 +81,91 @@ def _prefetch(typingctx, arr, idx):
 PREFETCH = 6
 
 
-@njit(nogil=True, cache=False, fastmath=True)
-def sgd_block(
-    users: np.ndarray,
-    items: np.ndarray,
-    ratings: np.ndarray,
-    order: np.ndarray,
-    chunk: int,
-    P: np.ndarray,
-    Q: np.ndarray,
-    bu: np.ndarray,
-    bi: np.ndarray,
-    mu: float,
-    lr: float,
-    reg: float,
-    reg_bias: float,
-    biases: bool,
-) -> float:
-    """One SGD pass over a block's ratings; updates ``P, Q, bu, bi`` in place.
+def _make_kernel(K: int):
+    """The SGD pass, compiled for rank ``K`` as a constant (``K = 0``: any rank).
 
-    ``users``/``items`` are int32 row numbers into ``P``/``Q`` (C-contiguous);
-    ``ratings`` has the factors' dtype. Returns the sum of squared errors (float64).
+    With the rank known at compile time LLVM unrolls and vectorises the two
+    row loops completely (measured at rank 64: 28 vs 51 ns per rating).
     """
-    n = users.shape[0]
-    k = P.shape[1]
-    dt = P.dtype.type
-    mu_ = dt(mu)
-    lr_ = dt(lr)
-    lr_reg_b = dt(lr * reg_bias)
-    shrink = dt(1.0 - lr * reg)
-    Pflat = P.reshape(-1)
-    Qflat = Q.reshape(-1)
-    sse = 0.0
-    for c in range(order.shape[0]):
-        lo = order[c] * chunk
-        hi = min(lo + chunk, n)
-        for t in range(lo, hi):
-            # The rows a few ratings ahead are random reads: ask for them now
-            # (measured: halves the time per rating once factors outgrow L2).
-            if t + PREFETCH < hi:
-                un = users[t + PREFETCH] * k
-                im = items[t + PREFETCH] * k
-                for f in range(0, k, 16):
-                    _prefetch(Pflat, un + f)
-                    _prefetch(Qflat, im + f)
-            u = users[t]
-            i = items[t]
-            dot = dt(0.0)
-            for f in range(k):
-                dot += P[u, f] * Q[i, f]
-            e = ratings[t] - (mu_ + bu[u] + bi[i] + dot)
-            sse += e * e
-            if biases:
-                bu[u] += lr_ * e - lr_reg_b * bu[u]
-                bi[i] += lr_ * e - lr_reg_b * bi[i]
-            g = lr_ * e
-            for f in range(k):
-                p = P[u, f]
-                q = Q[i, f]
-                P[u, f] = shrink * p + g * q
-                Q[i, f] = shrink * q + g * p
-    return sse
+
+    @njit(nogil=True, cache=False, fastmath=True)
+    def sgd_pass(
+        users: np.ndarray,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        order: np.ndarray,
+        chunk: int,
+        P: np.ndarray,
+        Q: np.ndarray,
+        bu: np.ndarray,
+        bi: np.ndarray,
+        mu: float,
+        lr: float,
+        reg: float,
+        reg_bias: float,
+        biases: bool,
+    ) -> float:
+        n = users.shape[0]
+        k = K if K > 0 else P.shape[1]  # folded to a constant when K > 0
+        dt = P.dtype.type
+        mu_ = dt(mu)
+        lr_ = dt(lr)
+        lr_reg_b = dt(lr * reg_bias)
+        shrink = dt(1.0 - lr * reg)
+        Pflat = P.reshape(-1)
+        Qflat = Q.reshape(-1)
+        sse = 0.0
+        for c in range(order.shape[0]):
+            lo = order[c] * chunk
+            hi = min(lo + chunk, n)
+            for t in range(lo, hi):
+                # The rows a few ratings ahead are random reads: ask for them now
+                # (measured: halves the time per rating once factors outgrow L2).
+                if t + PREFETCH < hi:
+                    un = users[t + PREFETCH] * k
+                    im = items[t + PREFETCH] * k
+                    for f in range(0, k, 16):
+                        _prefetch(Pflat, un + f)
+                        _prefetch(Qflat, im + f)
+                u = users[t]
+                i = items[t]
+                dot = dt(0.0)
+                for f in range(k):
+                    dot += P[u, f] * Q[i, f]
+                e = ratings[t] - (mu_ + bu[u] + bi[i] + dot)
+                sse += e * e
+                if biases:
+                    bu[u] += lr_ * e - lr_reg_b * bu[u]
+                    bi[i] += lr_ * e - lr_reg_b * bi[i]
+                g = lr_ * e
+                for f in range(k):
+                    p = P[u, f]
+                    q = Q[i, f]
+                    P[u, f] = shrink * p + g * q
+                    Q[i, f] = shrink * q + g * p
+        return sse
+
+    return sgd_pass
+
+
+#: One SGD pass over a block's ratings, any rank; updates ``P, Q, bu, bi`` in place.
+#: ``users``/``items`` are int32 row numbers into ``P``/``Q`` (C-contiguous);
+#: ``ratings`` has the factors' dtype. Returns the sum of squared errors (float64).
+sgd_block = _make_kernel(0)
+
+_KERNELS: dict[int, Any] = {}
+_KERNELS_LOCK = threading.Lock()
+
+
+def kernel_for(rank: int) -> Any:
+    """:data:`sgd_block` compiled for one rank (compiled once per process, on first use)."""
+    fn = _KERNELS.get(rank)
+    if fn is None:
+        with _KERNELS_LOCK:
+            fn = _KERNELS.get(rank)
+            if fn is None:
+                fn = _KERNELS[rank] = _make_kernel(int(rank))
+    return fn
 
 
 def _reference_sgd_block(

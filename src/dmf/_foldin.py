@@ -24,6 +24,7 @@ O(new users)); replacing known users copies the user arrays (O(n_users)).
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any
 
 import numpy as np
@@ -42,40 +43,53 @@ _USER_ARRAYS = ("user_factors_", "user_bias_", "user_counts_")
 class _Grow:
     """A buffer with spare rows, shared by a model and the models folded from it.
 
-    A model whose array is the buffer's first ``used`` rows may append in place;
-    any other (an older model, a sibling fold-in) copies first, so no model ever
-    sees another's rows change.
+    Each model's array is a view of the buffer's first ``n`` rows. A fold-in
+    appends in place at row ``n`` only when no live model uses rows past ``n``
+    (``claims`` holds a weak reference per model that does); otherwise it
+    copies first. So a stream of fold-ins, or repeated fold-ins from one base
+    model whose results are dropped, costs O(new users), and no model ever
+    sees its rows change.
     """
 
-    def __init__(self, buffer: np.ndarray, used: int) -> None:
+    def __init__(self, buffer: np.ndarray) -> None:
         self.buffer = buffer
-        self.used = used
+        self.claims: list[tuple[int, weakref.ref]] = []
 
-    def owns(self, a: np.ndarray) -> bool:
+    def views(self, a: np.ndarray) -> bool:
         return (
-            a.shape[0] == self.used
-            and a.dtype == self.buffer.dtype
+            a.dtype == self.buffer.dtype
             and a.shape[1:] == self.buffer.shape[1:]
+            and a.shape[0] <= self.buffer.shape[0]
             and (a.size == 0 or a.__array_interface__["data"][0] == self.buffer.ctypes.data)
         )
 
+    def free_after(self, n: int) -> bool:
+        self.claims = [(m, r) for m, r in self.claims if r() is not None]
+        return all(m <= n for m, _ in self.claims)
 
-def _append_rows(grow: _Grow | None, a: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, _Grow]:
+
+def _append_rows(
+    grow: _Grow | None, a: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, _Grow]:
+    """``(parent view, child array, buffer)``: ``a`` with ``rows`` appended."""
     n, k = a.shape[0], rows.shape[0]
-    if grow is None or not grow.owns(a) or grow.buffer.shape[0] < n + k:
+    if grow is None or not grow.views(a) or grow.buffer.shape[0] < n + k or not grow.free_after(n):
         cap = max(2 * (n + k), 64)
         buf = np.empty((cap, *a.shape[1:]), dtype=a.dtype)
         buf[:n] = a
-        grow = _Grow(buf, n)
+        grow = _Grow(buf)
+        a = buf[:n]  # same values: the parent now views the buffer too
     grow.buffer[n : n + k] = rows
-    grow.used = n + k
-    return grow.buffer[: n + k], grow
+    return a, grow.buffer[: n + k], grow
 
 
-def _frame(new_ratings: Any) -> pd.DataFrame:
-    """``user, item, rating`` of the new ratings, validated (nothing dropped silently)."""
+def _columns(new_ratings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``user, item, rating`` arrays of the new ratings, validated (nothing dropped silently).
+
+    NumPy on the columns rather than DataFrame methods: this is the serving path.
+    """
     if isinstance(new_ratings, Ratings):
-        return new_ratings.to_pandas()[["user", "item", "rating"]]
+        new_ratings = new_ratings.to_pandas()
     if not isinstance(new_ratings, pd.DataFrame):
         raise RatingsError(
             "new_ratings must be a dmf.Ratings or a pandas DataFrame with user, item, "
@@ -86,29 +100,35 @@ def _frame(new_ratings: Any) -> pd.DataFrame:
         raise RatingsError(
             f"new_ratings lacks column(s) {missing}; it has {list(new_ratings.columns)}"
         )
-    df = new_ratings[["user", "item", "rating"]]
-    if len(df) == 0:
+    if len(new_ratings) == 0:
         raise RatingsError("new_ratings is empty: 0 rows")
+    users = new_ratings["user"].to_numpy()
+    items = new_ratings["item"].to_numpy()
     try:
-        rating = df["rating"].to_numpy(dtype=np.float64)
+        rating = new_ratings["rating"].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise RatingsError(f"new_ratings' rating column is not numeric: {e}") from e
-    bad = ~np.isfinite(rating) | df["user"].isna().to_numpy() | df["item"].isna().to_numpy()
+    bad = ~np.isfinite(rating) | pd.isna(users) | pd.isna(items)
     if bad.any():
         rows = np.flatnonzero(bad)
         raise RatingsError(
             f"new_ratings has {len(rows)} row(s) with a missing id or a NaN/inf rating "
             f"(rows {first_rows(rows)})"
         )
-    if len(df) > 1:
-        dup = df.duplicated(["user", "item"], keep=False).to_numpy()
-        if dup.any():
-            rows = np.flatnonzero(dup)
-            raise RatingsError(
-                f"new_ratings has {len(rows)} row(s) repeating a (user, item) pair "
-                f"(rows {first_rows(rows)}); merge them first"
-            )
-    return df
+    return users, items, rating
+
+
+def _check_unique_pairs(local: np.ndarray, items: np.ndarray) -> None:
+    if len(local) < 2:
+        return
+    item_local, _ = pd.factorize(items)
+    key = local.astype(np.int64) * (int(item_local.max()) + 1) + item_local
+    if len(np.unique(key)) < len(key):
+        rows = np.flatnonzero(pd.Series(key).duplicated(keep=False).to_numpy())
+        raise RatingsError(
+            f"new_ratings has {len(rows)} row(s) repeating a (user, item) pair "
+            f"(rows {first_rows(rows)}); merge them first"
+        )
 
 
 def _baseline_users(model: Recommender, csr: CSR) -> tuple[None, np.ndarray]:
@@ -175,12 +195,14 @@ def fold_in(model: Recommender, new_ratings: Any, *, unknown_items: str = "raise
         raise ParameterError(f"model must be a fitted dmf model, got {type(model).__name__}")
     model._check_fitted()
     check_choice("unknown_items", unknown_items, ("raise", "ignore"))
-    df = _frame(new_ratings)
-    item_codes = model._item_codes(df["item"].to_numpy())
+    user_ids, item_ids, rating = _columns(new_ratings)
+    local, uniq = pd.factorize(user_ids)  # users in first-appearance order
+    _check_unique_pairs(local, item_ids)
+    item_codes = model._item_codes(item_ids)
     unknown = item_codes < 0
     n_ignored = int(unknown.sum())
     if n_ignored:
-        bad = pd.unique(pd.Series(df["item"].to_numpy()[unknown], dtype=object))
+        bad = pd.unique(pd.Series(item_ids[unknown], dtype=object))
         if unknown_items == "raise":
             raise RatingsError(
                 f"new_ratings has {n_ignored} rating(s) of {len(bad)} item(s) the model never "
@@ -188,10 +210,9 @@ def fold_in(model: Recommender, new_ratings: Any, *, unknown_items: str = "raise
                 "refit to add items, or pass unknown_items='ignore' to drop those ratings"
             )
         keep = ~unknown
-        df = df[keep]
-        item_codes = item_codes[keep]
-    user_ids = df["user"].to_numpy()
-    ratings = df["rating"].to_numpy(dtype=np.float32)
+        item_codes, rating = item_codes[keep], rating[keep]
+        local, uniq = pd.factorize(user_ids[keep])
+    ratings = rating.astype(np.float32)
     lo, hi = model.rating_scale_
     out = (ratings < lo) | (ratings > hi)
     if out.any() and np.isfinite(lo) and np.isfinite(hi):
@@ -200,8 +221,6 @@ def fold_in(model: Recommender, new_ratings: Any, *, unknown_items: str = "raise
             f"new_ratings has {len(rows)} rating(s) outside the model's scale [{lo}, {hi}] "
             f"(first: {first_rows(ratings[rows])})"
         )
-    # Users in first-appearance order; codes in the model (-1: new).
-    local, uniq = pd.factorize(user_ids)
     try:
         codes = model.users_.get_indexer(pd.Index(uniq))
     except (TypeError, ValueError) as e:
@@ -262,6 +281,7 @@ def _assemble(
         values["user_factors_"] = np.asarray(factors, dtype=model.user_factors_.dtype)
     known = codes >= 0
     fresh = ~known
+    parent_grows: dict[str, _Grow] = {}
     for name, rows in values.items():
         a = getattr(model, name)
         if known.any():
@@ -269,8 +289,15 @@ def _assemble(
             a[codes[known]] = rows[known]
             grows.pop(name, None)
         if fresh.any():
-            a, grows[name] = _append_rows(grows.get(name), a, rows[fresh])
+            parent_view, a, grows[name] = _append_rows(grows.get(name), a, rows[fresh])
+            if not known.any() and parent_view is not getattr(model, name):
+                # The parent's array moved into the new buffer (same values).
+                setattr(model, name, parent_view)
+                parent_grows[name] = grows[name]
+            grows[name].claims.append((a.shape[0], weakref.ref(new)))
         setattr(new, name, a)
+    if parent_grows:
+        model._fold_grow = {**getattr(model, "_fold_grow", {}), **parent_grows}
     if fresh.any():
         added = np.asarray(uniq, dtype=object)[fresh]
         new.users_ = _append_ids(model.users_, added)

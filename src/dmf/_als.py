@@ -323,6 +323,15 @@ class ALS(Recommender):
             Empty ratings, or negative values for an implicit fit.
         dmf.ConvergenceError
             A half-sweep produced NaN or infinite factors (names block and iteration).
+
+        Examples
+        --------
+        >>> import dmf
+        >>> from dmf.testing import random_ratings
+        >>> train = random_ratings(n_users=30, n_items=20, seed=0)
+        >>> model = dmf.ALS(rank=4, max_iter=50, tol=1e-3).fit(train, validation=train)
+        >>> model.n_iter_ < 50, "val_rmse" in model.history
+        (True, True)
         """
         cfg = self._config()
         ratings = check_ratings(ratings)

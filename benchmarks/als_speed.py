@@ -1,0 +1,151 @@
+"""ALS speed on ML-10M-shaped synthetic data: seconds per iteration, GFLOP/s, peak RSS.
+
+Not an asv benchmark: run it as a script (the work is under ``__main__``)::
+
+    python benchmarks/als_speed.py                      # 70K x 10.7K, 10M ratings, rank 64
+    python benchmarks/als_speed.py --nnz 1000000 --users 6040 --items 3706   # ML-1M shape
+
+For each solver it fits ``dmf.ALS`` (explicit, float32) and reports the mean
+seconds per iteration over iterations 2.. (iteration 1 includes numba's
+compilation), the floating-point rate against float32 GEMM measured in the
+same run, and for Cholesky the rate of its Gram-building loop alone (the same
+gather + BLAS product the kernel runs, timed on the user blocks, one block per
+thread). Flop counts per half-sweep, as in the issue: Cholesky
+``nnz*k^2 + rows*k^3/3``; CG ``2*nnz*k*cg_steps``. GEMM is counted ``2*n^3``,
+so the executed Gram flops ``2*nnz*(k+1)^2`` are shown too. The machine is
+shared: compare the rates printed in one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def gemm_gflops(n: int = 3072, reps: int = 3) -> float:
+    """float32 GEMM rate of this process's BLAS (all threads), best of ``reps``."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def gram_loop_seconds(csrs, V, threads: int) -> float:
+    """Wall time of the Cholesky kernel's Gram loop over all user blocks."""
+    from numba import njit
+
+    from dmf._als import _one_blas_thread
+
+    @njit(nogil=True)
+    def grams(indptr, indices, Y):
+        k = Y.shape[1]
+        maxn = 0
+        for u in range(indptr.shape[0] - 1):
+            maxn = max(maxn, indptr[u + 1] - indptr[u])
+        G = np.empty((maxn, k + 1), Y.dtype)
+        acc = 0.0
+        for u in range(indptr.shape[0] - 1):
+            lo = indptr[u]
+            n = indptr[u + 1] - lo
+            if n == 0:
+                continue
+            for idx in range(n):
+                yj = Y[indices[lo + idx]]
+                for q in range(k):
+                    G[idx, q] = yj[q]
+                G[idx, k] = 1
+            Gn = G[:n]
+            A = np.dot(Gn.T, Gn)
+            acc += A[0, 0]
+        return acc
+
+    def run(c):
+        with _one_blas_thread():
+            return grams(c.indptr, c.indices, V)
+
+    run(csrs[0])  # compile
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, csrs))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, default=70_000)
+    p.add_argument("--items", type=int, default=10_700)
+    p.add_argument("--nnz", type=int, default=10_000_000)
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--cg-steps", type=int, default=3)
+    p.add_argument("--chunk-nnz", type=int, default=1_000_000)
+    p.add_argument("--solvers", default="cg,cholesky")
+    args = p.parse_args()
+
+    import dask
+
+    import dmf
+
+    k = args.rank
+    threads = dmf._compute.n_threads()
+    gemm = gemm_gflops()
+    t = time.perf_counter()
+    data = dmf.datasets.synthetic(
+        args.users, args.items, args.nnz, seed=0, chunk_nnz=args.chunk_nnz, timestamps=False
+    )
+    print(
+        f"data: {data!r} generated in {time.perf_counter() - t:.1f} s; "
+        f"{threads} threads; float32 GEMM {gemm:.0f} GFLOP/s (measured now)"
+    )
+    m, n, nnz = data.n_users, data.n_items, data.nnz
+    rows = []
+    for solver in args.solvers.split(","):
+        model = dmf.ALS(rank=k, max_iter=args.iters, solver=solver, cg_steps=args.cg_steps)
+        t = time.perf_counter()
+        model.fit(data)
+        total = time.perf_counter() - t
+        sec = model.history["seconds"].to_numpy()
+        per_it = float(sec[1:].mean()) if len(sec) > 1 else float(sec[0])
+        if solver == "cholesky":
+            flops = 2 * nnz * k**2 + (m + n) * k**3 / 3
+        else:
+            flops = 2 * 2 * nnz * k * args.cg_steps
+        rows.append(
+            (solver, total, float(sec[0]), per_it, flops / per_it / 1e9,
+             float(model.history["train_rmse"].iloc[-1]))
+        )  # fmt: skip
+        if solver == "cholesky":
+            ucsr = dask.compute(data.row_csr())[0]
+            gsec = gram_loop_seconds(ucsr, model.item_factors_, threads)
+            useful = nnz * k**2 / gsec / 1e9
+            executed = 2 * nnz * (k + 1) ** 2 / gsec / 1e9
+    print()
+    print(f"ALS explicit, rank {k}, {args.iters} iterations, {data.n_blocks} row blocks, float32")
+    print("| solver | fit s | iteration 1 s (compile) | s / iteration | GFLOP/s | % of GEMM "
+          "| train RMSE |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for solver, total, first, per_it, gf, rmse in rows:
+        print(
+            f"| {solver} | {total:.1f} | {first:.2f} | {per_it:.2f} | {gf:.1f} | "
+            f"{100 * gf / gemm:.0f}% | {rmse:.4f} |"
+        )
+    if "cholesky" in args.solvers:
+        print(
+            f"\nCholesky Gram loop (user side, one half-sweep): {gsec:.2f} s, "
+            f"{useful:.1f} GFLOP/s counted nnz*k^2 ({100 * useful / gemm:.0f}% of GEMM), "
+            f"{executed:.1f} GFLOP/s executed 2*nnz*(k+1)^2 ({100 * executed / gemm:.0f}% of GEMM)"
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"peak RSS of this process (data generation included): {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

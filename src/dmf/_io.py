@@ -211,7 +211,10 @@ def _split_part(
     uc = users.get_indexer(part.u)
     ic = items.get_indexer(part.i).astype(np.int32)
     blk = np.searchsorted(row_edges, uc, side="right") - 1
-    order = np.argsort(blk, kind="stable")
+    # Block ids fit in 16 bits almost always: numpy's stable sort is then a radix
+    # sort, several times faster than the merge sort used for wider integers.
+    small = np.int16 if len(row_edges) <= np.iinfo(np.int16).max else np.int32
+    order = np.argsort(blk.astype(small), kind="stable")
     cuts = np.searchsorted(blk[order], np.arange(len(row_edges)))
     out = []
     for b in range(len(row_edges) - 1):
@@ -230,13 +233,19 @@ def _build_block(
     data = np.concatenate([p[2] for p in pieces]) if pieces else np.empty(0, np.float32)
     has_t = bool(pieces) and pieces[0][3] is not None
     ts = np.concatenate([p[3] for p in pieces]) if has_t else None
-    k = rows.astype(np.int64) * n_items + cols
-    order = np.argsort(k, kind="stable")
-    k = k[order]
+    keys = rows.astype(np.int64) * n_items + cols
+    # Unique keys sort the same with any algorithm, so try the (faster) unstable
+    # sort first; only when there are duplicates does input order matter
+    # ("last" keeps the last row), and the stable sort is redone.
+    order = np.argsort(keys)
+    k = keys[order]
     new = np.ones(len(k), dtype=bool)
     new[1:] = k[1:] != k[:-1]
     starts = np.flatnonzero(new)
     n_extra = len(k) - len(starts)
+    if n_extra:
+        order = np.argsort(keys, kind="stable")
+        k = keys[order]
     dup_info: tuple[int, int, list[tuple[int, int]]] = (0, 0, [])
     if n_extra == 0:
         sel = order

@@ -58,6 +58,8 @@ LR_SCHEDULES = ("constant", "decay", "bold-driver")
 #: Bold driver: factor applied to ``lr`` after an epoch whose loss fell / rose.
 BOLD_GROW = 1.05
 BOLD_SHRINK = 0.5
+#: Most epochs chained into one Dask call when no epoch needs a decision of its own.
+ROUND = 8
 #: Internal factor rows are padded to a multiple of this many columns (kept at 0).
 PAD = 16
 
@@ -605,19 +607,37 @@ class SGD(Recommender):
             for a, b in itertools.pairwise(col_edges)
         ]
         split = active_client() is not None
-        for epoch in range(run.start, int(self.n_epochs)):
-            t0 = time.perf_counter()
-            if self.lr_schedule == "decay":
-                run.lr = float(self.lr) / (1.0 + float(self.lr_decay) * epoch)
-            lr = run.lr
-            strata = np.random.default_rng([seed, _STRATA, epoch]).permutation(d)
-            args = (float(ratings.global_mean), lr, float(self.reg), float(self.reg_bias))
-            args += (bool(self.biases), seed, epoch)
-            new_u, new_i, loss_d = _epoch_graph(
-                grid_blocks, ustates, istates, ucounts, icounts, strata, args, epoch, split
-            )
-            new_u, new_i, loss_d = persist(new_u, new_i, loss_d)
-            sse, pen = _peek(loss_d)
+        nxt = run.start
+        pending: list[tuple[Any, ...]] = []
+        while pending or nxt < int(self.n_epochs):
+            if not pending:
+                # Run the next epochs: one per Dask call when each needs a decision
+                # (bold driver, validation), else a round of up to ROUND chained
+                # epochs (a bounded graph: fewer scheduler round trips on small data).
+                t0 = time.perf_counter()
+                n = self._round_length(nxt, validation, checkpoint, checkpoint_every)
+                cur_u, cur_i, losses, lrs = ustates, istates, [], []
+                for e in range(nxt, nxt + n):
+                    if self.lr_schedule == "decay":
+                        run.lr = float(self.lr) / (1.0 + float(self.lr_decay) * e)
+                    strata = np.random.default_rng([seed, _STRATA, e]).permutation(d)
+                    args = (float(ratings.global_mean), run.lr, float(self.reg))
+                    args += (float(self.reg_bias), bool(self.biases), seed, e)
+                    cur_u, cur_i, loss_d = _epoch_graph(
+                        grid_blocks, cur_u, cur_i, ucounts, icounts, strata, args, e, split
+                    )
+                    losses.append(loss_d)
+                    lrs.append(run.lr)
+                losses, cur_u, cur_i = persist(losses, cur_u, cur_i)
+                secs = (time.perf_counter() - t0) / n
+                last = nxt + n - 1
+                pending = [
+                    (e, lr_e, _peek(ld), *((cur_u, cur_i) if e == last else (None, None)), secs)
+                    for e, lr_e, ld in zip(range(nxt, nxt + n), lrs, losses, strict=True)
+                ]
+                nxt += n
+            epoch, lr, (sse, pen), new_u, new_i, secs = pending.pop(0)
+            t0 = time.perf_counter() - secs
             loss = (sse + pen) / nnz
             entry: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -637,7 +657,8 @@ class SGD(Recommender):
                 entry["restored"] = True
                 run.lr = lr * BOLD_SHRINK
             else:
-                ustates, istates = new_u, new_i
+                if new_u is not None:  # (mid-round epochs: the round's end holds the states)
+                    ustates, istates = new_u, new_i
                 run.accept(float(loss))
                 if self.lr_schedule == "bold-driver":
                     run.lr = lr * BOLD_GROW
@@ -678,6 +699,17 @@ class SGD(Recommender):
         return self
 
     # ---------------------------------------------------------- internals
+    def _round_length(
+        self, epoch: int, validation: Any, checkpoint: Any, checkpoint_every: int
+    ) -> int:
+        """How many epochs to chain into the next Dask call (1 when each needs a decision)."""
+        if validation is not None or self.lr_schedule == "bold-driver":
+            return 1
+        n = min(ROUND, int(self.n_epochs) - epoch)
+        if checkpoint is not None:
+            n = min(n, checkpoint_every - epoch % checkpoint_every)
+        return max(1, n)
+
     def _init_factors(
         self, ratings: Ratings, seed: int, kpad: int, dt: np.dtype
     ) -> tuple[np.ndarray, ...]:

@@ -77,6 +77,8 @@ def test_bad_names():
         dmf.datasets.movielens("100k", split="u9", download=False)
     with pytest.raises(dmf.ParameterError, match="only 100k"):
         dmf.datasets.movielens("1m", split="u1", download=False)
+    with pytest.raises(dmf.ParameterError, match="data_home"):
+        dmf.datasets.movielens("100k", data_home=3, download=False)
 
 
 # ------------------------------------------------- official formats, faked
@@ -213,3 +215,11 @@ def test_download_verified_unpacks_into_cache(nowhere, monkeypatch):
 def test_published_checksums_are_md5_hex():
     for v in _movielens.VERSIONS.values():
         assert v.md5 is None or (len(v.md5) == 32 and int(v.md5, 16) >= 0)
+
+
+@pytest.mark.parametrize(("name", "encoding"), [("1m", "latin-1"), ("10m", "utf-8")])
+def test_dat_titles_in_either_encoding(tmp_path, name, encoding):
+    folder = write_release(tmp_path, name)
+    (folder / "movies.dat").write_text("10::Amélie (2001)::Comedy|Romance\n", encoding=encoding)
+    items = dmf.datasets.movielens_items(name, data_home=tmp_path, download=False)
+    assert items.loc[10, "title"] == "Amélie (2001)"

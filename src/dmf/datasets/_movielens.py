@@ -135,6 +135,10 @@ def cache_dir() -> Path:
 def _candidates(data_home: Any) -> list[Path]:
     out: list[Path] = []
     if data_home is not None:
+        if not isinstance(data_home, (str, os.PathLike)):
+            raise ParameterError(
+                f"data_home={data_home!r} is not allowed: data_home must be a path or None"
+            )
         out.append(Path(os.fspath(data_home)).expanduser())
     env = os.environ.get("DMF_DATA")
     if env:
@@ -397,7 +401,12 @@ def movielens_items(
         out.index = pd.Index(raw[0].astype(np.int64), name="item")
         return out
     if v.fmt == "dat":
-        lines = path.read_bytes().decode("latin-1").splitlines()
+        raw_bytes = path.read_bytes()
+        try:  # 10M's movies.dat is UTF-8, 1M's is Latin-1
+            text = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw_bytes.decode("latin-1")
+        lines = text.splitlines()
         rows = [ln.split("::") for ln in lines if ln.strip()]
         out = pd.DataFrame(
             {"title": [r[1] for r in rows], "genres": [r[2] for r in rows]},

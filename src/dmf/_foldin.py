@@ -222,7 +222,7 @@ def fold_in(model: Recommender, new_ratings: Any, *, unknown_items: str = "raise
             f"(first: {first_rows(ratings[rows])})"
         )
     try:
-        codes = model.users_.get_indexer(pd.Index(uniq))
+        codes = _user_lookup(model, uniq)
     except (TypeError, ValueError) as e:
         raise RatingsError(f"new_ratings' user ids cannot be matched to the model's: {e}") from e
     order = np.lexsort((item_codes, local))
@@ -260,6 +260,28 @@ def _append_ids(index: pd.Index, added: np.ndarray) -> pd.Index:
     if numeric:
         return index.append(pd.Index(np.asarray(added, dtype=index.dtype)))
     return index.append(pd.Index(added.astype(str), dtype=index.dtype))
+
+
+def _id_state(model: Recommender) -> tuple[pd.Index, dict[Any, int], pd.Index]:
+    """``(base index, {appended id: code}, users_)`` of a model built by fold-ins.
+
+    Looking ids up in the base index (whose hash table is built once) plus a
+    dict of the users fold-ins appended keeps a stream of fold-ins O(new users);
+    a freshly appended Index would rebuild its hash table (O(n_users)) per call.
+    """
+    state = getattr(model, "_fold_ids", None)
+    if state is None or state[2] is not model.users_:
+        return model.users_, {}, model.users_
+    return state
+
+
+def _user_lookup(model: Recommender, ids: Any) -> np.ndarray:
+    base, extra, _ = _id_state(model)
+    codes = base.get_indexer(pd.Index(ids)).astype(np.int64)
+    if extra:
+        for j in np.flatnonzero(codes < 0):
+            codes[j] = extra.get(ids[j], -1)
+    return codes
 
 
 def _assemble(
@@ -301,6 +323,10 @@ def _assemble(
     if fresh.any():
         added = np.asarray(uniq, dtype=object)[fresh]
         new.users_ = _append_ids(model.users_, added)
+        base, extra, _ = _id_state(model)
+        extra = dict(extra)
+        extra.update(zip(added.tolist(), range(len(model.users_), len(new.users_)), strict=True))
+        new._fold_ids = (base, extra, new.users_)
     new._fold_grow = grows
     new.history_ = list(model.history_)
     new.fold_in_report_ = {

@@ -253,3 +253,11 @@ def test_from_dask_processes_partitions_in_separate_tasks():
     ref = dmf.from_pandas(df, chunk_nnz=200)
     assert (r.to_scipy() != ref.to_scipy()).nnz == 0
     assert (r.users == ref.users).all() and (r.items == ref.items).all()
+
+
+def test_duplicate_rows_counted_in_input_positions_after_drops():
+    df = pd.DataFrame(
+        {"user": [1, 2, 1, 3, 1], "item": [5, 6, 7, 8, 7], "rating": [1.0, np.nan, 2, 3, 4]}
+    )
+    with pytest.raises(dmf.RatingsError, match=r"\(user=1, item=7\) at rows \[2, 4\]"):
+        dmf.from_pandas(df, on_invalid="drop")

@@ -111,7 +111,7 @@ class _Spec:
 class _Part:
     """One cleaned input partition (ids still original)."""
 
-    __slots__ = ("bad", "i", "icounts", "n_rows", "r", "t", "u", "ucounts")
+    __slots__ = ("bad", "i", "icounts", "kept", "n_rows", "r", "t", "u", "ucounts")
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -168,11 +168,14 @@ def _clean_part(df: pd.DataFrame, spec: _Spec) -> _Part:
     n_bad = int(bad_mask.sum())
     first.sort()
     samples = [(p, why, df.iloc[p][spec.columns].to_dict()) for p, why in first[:5]]
+    kept = None
     if n_bad:
         keep = ~bad_mask
+        kept = np.flatnonzero(keep)  # input positions of the rows kept
         u, i, r = u[keep], i[keep], r[keep]
         t = None if t is None else t[keep]
     return _Part(
+        kept=kept,
         u=u.to_numpy(),
         i=i.to_numpy(),
         r=r,
@@ -274,12 +277,15 @@ def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _find_rows(parts: list[_Part], offsets: list[int], pair: tuple[Any, Any]) -> list[int]:
-    rows: list[int] = []
-    for part, off in zip(parts, offsets, strict=True):
-        hit = np.flatnonzero((part.u == pair[0]) & (part.i == pair[1]))
-        rows.extend(off + int(h) for h in hit)
-    return rows
+def _find_rows(part: _Part, offset: int, pairs: list[tuple[Any, Any]]) -> list[list[int]]:
+    """Input rows of one partition (counted from ``offset``) holding each (user, item) pair."""
+    out = []
+    for u, i in pairs:
+        hit = np.flatnonzero((part.u == u) & (part.i == i))
+        if part.kept is not None:
+            hit = part.kept[hit]
+        out.append([offset + int(h) for h in hit])
+    return out
 
 
 def _check_known(counts: list[pd.Series], index: pd.Index, what: str) -> None:
@@ -377,12 +383,18 @@ def _build(
     n_extra = sum(d[1] for d in dups)
     if n_pairs:
         if spec.duplicates == "raise":
-            pairs = [p for d in dups for p in d[2]][:3]
-            parts = dask.compute(clean)[0]
+            codes = [p for d in dups for p in d[2]][:3]
+            pairs = [(users[uc], items[ic]) for uc, ic in codes]
+            # One search task per partition: the error path does not collect the data either.
+            found = dask.compute(
+                [
+                    dask.delayed(_find_rows)(c, int(o), pairs)
+                    for c, o in zip(clean, offsets, strict=False)
+                ]
+            )[0]
             shown = []
-            for uc, ic in pairs:
-                pair = (users[uc], items[ic])
-                rows = _find_rows(parts, [int(o) for o in offsets[:-1]], pair)
+            for k, pair in enumerate(pairs):
+                rows = [r for f in found for r in f[k]]
                 shown.append(f"(user={_py(pair[0])!r}, item={_py(pair[1])!r}) at rows {rows[:5]}")
             raise RatingsError(
                 f"{n_pairs} (user, item) pairs occur more than once ({n_extra} extra rows); "

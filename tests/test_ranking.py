@@ -252,6 +252,8 @@ def test_test_dataframe_with_cold_users_and_items(case):
     for name in ALL:
         assert got[name] == pytest.approx(want[name], abs=1e-6), name
     assert got["n_users_skipped_cold"] == 1 == want["n_users_skipped_cold"]
+    base = dmf.evaluate(model, test_df, train=train, metrics=["ndcg@5"])
+    assert got["n_ratings_unseen_item"] == base["n_ratings_unseen_item"] + 1
     with pytest.raises(dmf.UnknownIdError, match="unseen in training"):
         dmf.evaluate(model, df, train=train, metrics=["ndcg@5"], cold_start="raise")
 

@@ -220,8 +220,9 @@ def evaluate(
     dict or pandas.DataFrame
         ``{metric: value, ...}`` plus counts: ``"n"`` (ratings scored) and
         ``"n_cold"`` with error metrics; ``"n_users"`` (users evaluated),
-        ``"n_users_skipped_cold"`` and ``"n_users_skipped_no_relevant"`` with
-        ranking metrics. With ``per_user=True`` a DataFrame.
+        ``"n_users_skipped_cold"``, ``"n_users_skipped_no_relevant"`` and
+        ``"n_ratings_unseen_item"`` (test ratings of items unseen in training,
+        never candidates) with ranking metrics. With ``per_user=True`` a DataFrame.
 
     Examples
     --------
@@ -234,7 +235,7 @@ def evaluate(
     {'rmse': 1.0, 'mae': 1.0, 'n': 1, 'n_cold': 0}
     >>> dmf.evaluate(model, test, metrics=["precision@1", "ndcg@2"])
     {'precision@1': 1.0, 'ndcg@2': 1.0, 'n_users': 1, 'n_users_skipped_cold': 0, \
-'n_users_skipped_no_relevant': 0}
+'n_users_skipped_no_relevant': 0, 'n_ratings_unseen_item': 0}
     """
     if not isinstance(model, Recommender):
         raise ParameterError(f"model must be a fitted dmf model, got {type(model).__name__}")
@@ -333,7 +334,10 @@ def evaluate(
             err_part, rank_part, err_names, rank_wanted, test.users
         )
     else:
-        result = dask.delayed(_finish_all)(err_part, rank_part, err_names, rank_wanted, n_catalogue)
+        cold_items = int(test.item_counts[imap < 0].sum())
+        result = dask.delayed(_finish_all)(
+            err_part, rank_part, err_names, rank_wanted, n_catalogue, cold_items
+        )
     return result.compute() if compute else result
 
 
@@ -343,6 +347,7 @@ def _finish_all(
     err_names: list[str],
     rank_wanted: list[tuple[str, str, int]],
     n_catalogue: int,
+    cold_items: int = 0,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if err_total is not None:
@@ -352,6 +357,7 @@ def _finish_all(
         ranked = finish_ranking(rank_total, rank_wanted, ks, n_catalogue)
         counts = {k: out.pop(k) for k in ("n", "n_cold") if k in out}
         out.update(ranked)  # metric values, then the ranking counts
+        out["n_ratings_unseen_item"] = cold_items
         out.update(counts)
     return out
 

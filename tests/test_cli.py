@@ -116,6 +116,21 @@ def test_fit_evaluate_recommend_info_round_trip(capsys, csv_files, tmp_path):
     code, out, err = _run(capsys, "recommend", store, "--all", "-k", "2", "--out", recs)
     assert code == 0, err
     assert len(pd.read_csv(recs)) == 2 * len(model.users_)
+    recs = tmp_path / "recs.parquet"
+    code, out, err = _run(capsys, "recommend", store, "--all", "-k", "2", "--out", recs,
+                          "--exclude", csv_files["train"], *COLS)  # fmt: skip
+    assert code == 0, err
+    assert len(pd.read_parquet(recs)) == 2 * len(model.users_)
+
+    code, out, err = _run(
+        capsys, "evaluate", store, csv_files["test"], *COLS, "--metrics", "rmse,ndcg@5",
+        "--train", csv_files["train"], "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    train = pd.read_csv(csv_files["train"])
+    expected = dmf.evaluate(model, test, metrics=["rmse", "ndcg@5"], train=train,
+                            user="userId", item="movieId")  # fmt: skip
+    assert json.loads(out)["ndcg@5"] == pytest.approx(expected["ndcg@5"], rel=1e-6)
 
     code, out, err = _run(capsys, "info", store)
     assert code == 0, err
@@ -143,13 +158,21 @@ def test_fit_movielens_split_and_holdout(capsys, ml100k_dir, monkeypatch):
     assert "rmse" in out and "mae" not in out
 
 
-def test_fit_on_local_cluster(capsys, csv_files):
+def test_fit_on_local_cluster_with_report(capsys, csv_files, tmp_path):
+    report = tmp_path / "fit.html"
     code, _, err = _run(
         capsys, "fit", csv_files["train"], *COLS, "--method", "baseline", "--workers", "1",
-        "--iterations", "2",
+        "--iterations", "2", "--report", report,
     )  # fmt: skip
     assert code == 0, err
     assert "dashboard" in err
+    assert "bias-items" in report.read_text()
+
+
+def test_unreachable_scheduler(capsys, csv_files):
+    code, _, err = _run(capsys, "fit", csv_files["train"], *COLS, "--method", "baseline",
+                        "--scheduler", "tcp://127.0.0.1:9")  # fmt: skip
+    _assert_one_line_error(code, err, "tcp://127.0.0.1:9")
 
 
 def test_datasets_fetch_and_list(capsys, ml100k_dir):

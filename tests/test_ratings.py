@@ -128,3 +128,25 @@ def test_check_ratings_rejects_non_ratings():
 
     with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings"):
         check_ratings(pd.DataFrame())
+
+
+def test_default_blocks_stay_within_1_5x_mean_with_a_heavy_user():
+    """The default block count leaves room for the heaviest user (issue 2's bound)."""
+    import dask
+
+    rng = np.random.default_rng(0)
+    counts = np.r_[[30_000], rng.integers(50, 150, 2_000)]
+    users = np.repeat(np.arange(len(counts)), counts)
+    starts = rng.integers(0, 60_000, len(counts))
+    items = np.concatenate(
+        [(s + np.arange(c)) % 60_000 for s, c in zip(starts, counts, strict=True)]
+    )
+    df = pd.DataFrame({"user": users, "item": items, "rating": 1.0})
+    # 8 threads would ask for 16 blocks: cut that fine, the heavy user's block breaks the bound
+    naive = np.add.reduceat(counts, balanced_edges(counts, 16)[:-1])
+    assert naive.max() > 1.5 * naive.mean()
+    with dask.config.set(num_workers=8):
+        r = dmf.from_pandas(df)
+    sizes = np.array([b.compute().nnz for b in r.blocks])
+    assert sizes.max() <= 1.5 * sizes.mean()
+    assert r.n_blocks > 1

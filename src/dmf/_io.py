@@ -349,7 +349,9 @@ def _build(
     if layout is None:
         users, ucounts = _id_index([s[2] for s in summaries], "user")
         items, _ = _id_index([s[3] for s in summaries], "item")
-        n_blocks = default_n_blocks(int(ucounts.sum()), chunk_nnz)
+        n_blocks = default_n_blocks(
+            int(ucounts.sum()), chunk_nnz, int(ucounts.max()) if len(ucounts) else 0
+        )
         row_edges = balanced_edges(ucounts, n_blocks)
     else:
         users, items, row_edges = layout

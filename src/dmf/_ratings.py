@@ -25,18 +25,23 @@ _MIN_CHUNK_NNZ = 10_000
 _MAX_CHUNK_NNZ = 2_000_000
 
 
-def default_n_blocks(nnz: int, chunk_nnz: int | None = None) -> int:
+def default_n_blocks(nnz: int, chunk_nnz: int | None = None, max_row_nnz: int = 0) -> int:
     """How many row blocks a matrix of ``nnz`` ratings gets.
 
     With ``chunk_nnz`` given, ``ceil(nnz / chunk_nnz)``. Otherwise two blocks per
     available thread (so work balances while a block waits), fewer when blocks
-    would hold under 10 000 ratings, more when they would hold over 2 000 000.
+    would hold under 10 000 ratings, more when they would hold over 2 000 000;
+    and, given the heaviest row's count ``max_row_nnz``, few enough that a block's
+    mean is at least twice that row, so nnz-balanced edges keep every block
+    within 1.5x the mean (a block exceeds the mean by at most one row).
     """
     if chunk_nnz is not None:
         return max(1, -(-int(nnz) // int(chunk_nnz)))
     n = 2 * n_threads()
     n = min(n, max(1, nnz // _MIN_CHUNK_NNZ))
     n = max(n, -(-int(nnz) // _MAX_CHUNK_NNZ))
+    if max_row_nnz > 0:
+        n = min(n, max(1, int(nnz) // (2 * int(max_row_nnz))))
     return max(1, n)
 
 

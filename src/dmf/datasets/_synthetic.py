@@ -249,7 +249,7 @@ def synthetic(
         )
         for g, (a, b) in enumerate(itertools.pairwise(gen_edges))
     ]
-    row_edges = balanced_edges(counts, default_n_blocks(nnz, chunk_nnz))
+    row_edges = balanced_edges(counts, default_n_blocks(nnz, chunk_nnz, int(counts.max())))
     blocks = []
     for k, (a, b) in enumerate(itertools.pairwise(row_edges)):
         lo = int(np.searchsorted(gen_edges, a, side="right")) - 1

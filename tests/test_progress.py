@@ -64,6 +64,17 @@ def test_bar_mode_uses_tqdm_and_shows_metrics():
     assert "dmf sgd" in text and "2/2" in text and "loss 0.5" in text
 
 
+def test_bar_starts_at_zero_before_the_first_step():
+    out = io.StringIO()
+    p = Progress("als", total=3, verbose="bar", file=out)
+    p.start(delay=0)
+    assert "0/3" in out.getvalue()
+    p.close()
+    lines = io.StringIO()
+    Progress("als", total=3, verbose="lines", file=lines).start(delay=0)
+    assert lines.getvalue() == ""
+
+
 def test_verbose_false_is_silent_and_bad_mode_is_an_error(capsys):
     p = Progress("als", total=2, verbose=False)
     p.update(iteration=1, loss=1.0)

@@ -77,19 +77,21 @@ def _auto_mode(file: IO[str]) -> str:
         return "lines"
 
 
-def _make_bar(total: int | None, desc: str, file: IO[str]) -> Any:
+def _make_bar(total: int | None, desc: str, file: IO[str], delay: float = 0.0) -> Any:
     """A notebook widget bar when it can be shown, else a text bar on ``file``."""
     if _in_jupyter():
         try:
             import ipywidgets  # noqa: F401
             from tqdm.notebook import tqdm as notebook_tqdm
 
-            return notebook_tqdm(total=total, desc=desc, unit="it", leave=True)
+            return notebook_tqdm(total=total, desc=desc, unit="it", leave=True, delay=delay)
         except ImportError:
             pass  # no widgets: tqdm's text bar renders fine in a notebook's stderr
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="it", leave=True, file=file, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit="it", leave=True, file=file, dynamic_ncols=True, delay=delay
+    )
 
 
 def _fmt_value(value: Any) -> str:
@@ -117,7 +119,8 @@ def format_entry(entry: dict[str, Any], total: int | None = None, *, timing: boo
 
     Examples
     --------
-    >>> format_entry({"iteration": 3, "loss": 0.81234567, "seconds": 0.41, "elapsed": 1.23}, total=15)
+    >>> entry = {"iteration": 3, "loss": 0.81234567, "seconds": 0.41, "elapsed": 1.23}
+    >>> format_entry(entry, total=15)
     'iteration 3/15  loss 0.81235  [0.41 s/it, 1.23 s]'
     """
     parts = []
@@ -193,6 +196,16 @@ class Progress:
     def enabled(self) -> bool:
         """Whether anything is shown."""
         return self.mode != "off"
+
+    def start(self, delay: float = 0.5) -> None:
+        """Show the bar (at 0) before the first step, if the work lasts over ``delay`` s.
+
+        The first iteration of a fit can be long (kernels compile, data moves):
+        the bar tells the user it has started. Lines mode prints nothing here.
+        """
+        with self._lock:
+            if self.mode == "bar" and self._bar is None and not self._closed:
+                self._bar = _make_bar(self.total, f"dmf {self.kind}", self.file, delay)
 
     def update(self, n: int = 1, **metrics: Any) -> None:
         """Advance by ``n`` steps and show the latest ``metrics``."""
@@ -284,6 +297,10 @@ def fit_session(model: Any, verbose: Any = None) -> Iterator[None]:
                 if link:
                     kind = getattr(model, "kind", type(model).__name__)
                     print(f"[dmf {kind}] Dask dashboard: {link}", file=sys.stderr, flush=True)
+            if verbose:
+                kind = getattr(model, "kind", type(model).__name__)
+                session.progress = Progress(kind, _total_of(model), verbose)
+                session.progress.start()
         yield
     finally:
         with _SESSIONS_LOCK:

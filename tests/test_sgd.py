@@ -234,7 +234,7 @@ def test_validation_and_patience_return_the_best_epoch():
     frame = random_frame(n_users=80, n_items=50, density=0.4, seed=5)
     val = frame.sample(frac=0.2, random_state=0)
     train = dmf.from_pandas(frame.drop(val.index))
-    model = dmf.SGD(rank=16, n_epochs=40, grid=2, lr=0.05, reg=0.0, patience=3, seed=0)
+    model = dmf.SGD(rank=8, n_epochs=40, grid=2, lr=0.05, reg=0.0, patience=3, seed=0)
     model.fit(train, validation=val)
     h = model.history
     assert len(h) < 40  # stopped early

@@ -160,3 +160,13 @@ def test_bad_input(ratings, call, match):
 def test_not_ratings():
     with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings"):
         dmf.cross_validate(pd.DataFrame({"user": [1], "item": [1], "rating": [1.0]}))
+
+
+def test_grid_search_over_rank_keeps_the_rank_values():
+    # a searched hyper-parameter named "rank" (ALS, SGD) must not be overwritten by the
+    # position column, which is then called rank_<metric>
+    r = random_ratings(n_users=40, n_items=30, seed=3)
+    best = dmf.grid_search(r, method="als", params={"rank": [2, 3]}, folds=2, max_iter=1)
+    assert sorted(best["rank"]) == [2, 3]
+    assert best["rank_rmse"].tolist() == [1, 2]
+    assert best.attrs["best_params"]["rank"] == best.loc[0, "rank"]

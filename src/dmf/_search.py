@@ -325,7 +325,8 @@ def grid_search(
     pandas.DataFrame
         One row per parameter combination, best first: the parameter columns,
         ``<metric>_mean``, ``<metric>_std``, ``<metric>_fold<i>`` per fold,
-        ``fit_seconds`` (mean per fit) and ``rank`` (1 = best). ``attrs``
+        ``fit_seconds`` (mean per fit) and ``rank`` (1 = best; named
+        ``rank_<metric>`` when ``rank`` is a searched hyper-parameter). ``attrs``
         holds ``"best_params"`` (a dict) and ``"metric"``.
 
     Examples
@@ -379,7 +380,9 @@ def grid_search(
     table = table.sort_values(
         f"{metric}_mean", ascending=lower_better, kind="stable", na_position="last"
     ).reset_index(drop=True)
-    table["rank"] = np.arange(1, len(table) + 1)
+    # The position column is "rank" unless a hyper-parameter has that name (ALS/SGD rank).
+    position = "rank" if "rank" not in table.columns else f"rank_{metric}"
+    table[position] = np.arange(1, len(table) + 1)
     table.attrs["best_params"] = dict(grid[int(table.loc[0, "_grid"])])
     table = table.drop(columns=["_grid"])
     table.attrs["metric"] = metric

@@ -65,13 +65,13 @@ def fit_epochs(ratings, rank: int, epochs: int, grid: int | None) -> tuple[float
 
 def kernel_alone(ratings, rank: int) -> float:
     """ns per rating of one pass over one grid block (of a 2x2 grid), CPU time, one thread."""
-    from dmf._kernels.sgd import CHUNK, chunk_order, sgd_block
+    from dmf._kernels.sgd import kernel_for, tile_rows, visit_segments
     from dmf._sgd import PAD, _build_grid, _grid_edges
 
+    k = -(-rank // PAD) * PAD
     re_ = _grid_edges(ratings.user_counts, 2)
     ce = _grid_edges(ratings.item_counts, 2)
-    blk = _build_grid(ratings, re_, ce, 0, "float32")[0][0].compute()
-    k = -(-rank // PAD) * PAD
+    blk = _build_grid(ratings, re_, ce, 0, "float32", tile_rows(k, 4))[0][0].compute()
     rng = np.random.default_rng(0)
     P = np.zeros((int(re_[1]), k), np.float32)
     Q = np.zeros((int(ce[1]), k), np.float32)
@@ -80,10 +80,10 @@ def kernel_alone(ratings, rank: int) -> float:
     bu, bi = np.zeros(P.shape[0], np.float32), np.zeros(Q.shape[0], np.float32)
     best = np.inf
     for e in range(3):
-        order = chunk_order(blk.nnz, np.random.default_rng(e))
+        lo, hi = visit_segments(blk.tiles, np.random.default_rng(e))
         t = time.thread_time()
-        sgd_block(
-            blk.users, blk.items, blk.ratings, order, CHUNK, P, Q, bu, bi,
+        kernel_for(k)(
+            blk.users, blk.items, blk.ratings, lo, hi, P, Q, bu, bi,
             3.5, 0.005, 0.02, 0.02, True,
         )  # fmt: skip
         best = min(best, time.thread_time() - t)

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 import dmf
-from dmf._kernels.sgd import CHUNK, _reference_sgd_block, chunk_order, sgd_block, visit_order
+from dmf._kernels.sgd import (
+    _reference_sgd_block,
+    sgd_block,
+    tile_offsets,
+    tile_rows,
+    visit_order,
+    visit_segments,
+)
 from dmf._sgd import _CHUNKS, _build_grid, _grid_edges
 from dmf.testing import random_frame, random_ratings, scheduler
 
@@ -34,13 +41,17 @@ def test_kernel_matches_plain_python_reference(biases):
     Q0 = (rng.normal(0, 0.1, (n_i, k))).astype(np.float32)
     bu0 = rng.normal(0, 0.1, n_u).astype(np.float32)
     bi0 = rng.normal(0, 0.1, n_i).astype(np.float32)
-    order = chunk_order(nnz, np.random.default_rng(1), chunk=256)
+    # Tiles of 8 users x 8 items, chunks of 256: the pass jumps between segments.
+    order, tiles = tile_offsets(users, items, 8, n_i)
+    users, items, ratings = users[order], items[order], ratings[order]
+    assert len(tiles) - 1 == 4 * 3 and tiles[-1] == nnz
+    lo, hi = visit_segments(tiles, np.random.default_rng(1), chunk=256)
     args = (3.5, 0.01, 0.05, 0.02, biases)
     P, Q, bu, bi = P0.copy(), Q0.copy(), bu0.copy(), bi0.copy()
-    sse = sgd_block(users, items, ratings, order, 256, P, Q, bu, bi, *args)
+    sse = sgd_block(users, items, ratings, lo, hi, P, Q, bu, bi, *args)
     Pr, Qr = P0.astype(np.float64), Q0.astype(np.float64)
     bur, bir = bu0.astype(np.float64), bi0.astype(np.float64)
-    visit = visit_order(nnz, order, 256)
+    visit = visit_order(lo, hi)
     assert sorted(visit.tolist()) == list(range(nnz))
     sse_ref = _reference_sgd_block(users, items, ratings, visit, Pr, Qr, bur, bir, *args)
     np.testing.assert_allclose(P, Pr, atol=1e-5)
@@ -59,10 +70,9 @@ def test_single_block_epoch_equals_reference_sgd(small):
     # The same stored shuffle, chunk order and initial factors, rebuilt independently.
     edges_u = np.array([0, small.n_users])
     edges_i = np.array([0, small.n_items])
-    (blk,) = _build_grid(small, edges_u, edges_i, 7, "float32")[0]
+    (blk,) = _build_grid(small, edges_u, edges_i, 7, "float32", tile_rows(8, 4))[0]
     blk = blk.compute()
-    order = chunk_order(blk.nnz, np.random.default_rng([7, _CHUNKS, 0, 0, 0]))
-    visit = visit_order(blk.nnz, order, CHUNK)
+    visit = visit_order(*visit_segments(blk.tiles, np.random.default_rng([7, _CHUNKS, 0, 0, 0])))
     rng = np.random.default_rng([7, 0])
     P = rng.normal(0.0, model.init_scale, (small.n_users, 6)).astype(np.float32)
     Q = rng.normal(0.0, model.init_scale, (small.n_items, 6)).astype(np.float32)
@@ -83,12 +93,12 @@ def test_single_block_epoch_equals_reference_sgd(small):
 def test_grid_blocks_hold_every_rating_once(small):
     d = 3
     re_, ce = _grid_edges(small.user_counts, d), _grid_edges(small.item_counts, d)
-    grid = _build_grid(small, re_, ce, 0, "float32")
+    grid = _build_grid(small, re_, ce, 0, "float32", 16)  # several tiles per block
     rows = []
     for i in range(d):
         for j in range(d):
             b = grid[i][j].compute()
-            assert (b.i, b.j) == (i, j)
+            assert (b.i, b.j) == (i, j) and b.tiles[-1] == b.nnz
             assert b.users.dtype == np.int32 and b.ratings.dtype == np.float32
             rows.append(
                 pd.DataFrame(

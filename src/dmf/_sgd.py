@@ -13,7 +13,7 @@ built, so the graph never grows with the number of epochs.
 
 Every random draw comes from ``numpy.random.default_rng([seed, tag, ...])``
 keyed by what it is for (initial factors, a block's stored shuffle, an
-epoch's stratum order, an epoch's chunk order in a block), never from where
+epoch's stratum order, an epoch's tile and chunk order in a block), never from where
 a task runs: the same seed and grid give bit-identical factors on the
 threaded scheduler and on a distributed cluster, and a fit resumed from a
 checkpoint ends bit-identical to one that was never interrupted.
@@ -48,7 +48,7 @@ from dmf._errors import (
     check_int,
     check_param,
 )
-from dmf._kernels.sgd import CHUNK, chunk_order, kernel_for
+from dmf._kernels.sgd import kernel_for, tile_offsets, tile_rows, visit_segments
 from dmf._ratings import Ratings, check_ratings
 
 __all__ = ["SGD"]
@@ -72,10 +72,11 @@ _INIT, _SHUFFLE, _CHUNKS, _STRATA = 0, 1, 2, 3
 # --------------------------------------------------------------------- grid
 @dataclass(frozen=True, eq=False)
 class GridBlock:
-    """Ratings of user block ``i`` on item block ``j``, stored in a seeded shuffled order.
+    """Ratings of user block ``i`` on item block ``j``, grouped by cache-sized tiles.
 
     ``users``/``items`` are int32 indices local to the block's user and item
-    ranges; ``ratings`` has the factors' dtype.
+    ranges; ``ratings`` has the factors' dtype. Tile ``t`` holds the ratings
+    ``tiles[t]:tiles[t + 1]``, in a seeded shuffled order.
     """
 
     i: int
@@ -83,6 +84,7 @@ class GridBlock:
     users: np.ndarray
     items: np.ndarray
     ratings: np.ndarray
+    tiles: np.ndarray
 
     @property
     def nnz(self) -> int:
@@ -109,21 +111,26 @@ def _merge_cell(
     j: int,
     row0: int,
     col0: int,
+    n_cols: int,
     seed: int,
     dtype: str,
+    tile: int,
     *pieces: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> GridBlock:
-    """One grid block from its pieces, shuffled once from ``(seed, i, j)``."""
+    """One grid block from its pieces: shuffled once from ``(seed, i, j)``, grouped by tile."""
     u = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int32)
     it = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.int32)
     r = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.float32)
     perm = np.random.default_rng([seed, _SHUFFLE, i, j]).permutation(r.shape[0])
+    u, it, r = (u[perm] - row0).astype(np.int32), (it[perm] - col0).astype(np.int32), r[perm]
+    order, tiles = tile_offsets(u, it, tile, n_cols)  # stable: shuffled within a tile
     return GridBlock(
         i,
         j,
-        np.ascontiguousarray((u[perm] - row0).astype(np.int32)),
-        np.ascontiguousarray((it[perm] - col0).astype(np.int32)),
-        np.ascontiguousarray(r[perm].astype(dtype)),
+        np.ascontiguousarray(u[order]),
+        np.ascontiguousarray(it[order]),
+        np.ascontiguousarray(r[order].astype(dtype)),
+        tiles,
     )
 
 
@@ -145,11 +152,19 @@ def _grid_edges(counts: np.ndarray, d: int) -> np.ndarray:
 
 
 def _build_grid(
-    ratings: Ratings, row_edges: np.ndarray, col_edges: np.ndarray, seed: int, dtype: str
+    ratings: Ratings,
+    row_edges: np.ndarray,
+    col_edges: np.ndarray,
+    seed: int,
+    dtype: str,
+    tile: int,
 ) -> list[list[Any]]:
-    """Persisted ``d x d`` nested list of lazy :class:`GridBlock` (``grid[i][j]``)."""
+    """Persisted ``d x d`` nested list of lazy :class:`GridBlock` (``grid[i][j]``).
+
+    ``tile``: users (and items) per cache tile (:func:`dmf._kernels.sgd.tile_rows`).
+    """
     d = len(row_edges) - 1
-    token = key("", [b.key for b in ratings.blocks], row_edges, col_edges, seed, dtype)
+    token = key("", [b.key for b in ratings.blocks], row_edges, col_edges, seed, dtype, tile)
     pieces = [
         dask.delayed(_split_row_block, nout=d * d)(
             b, row_edges, col_edges, dask_key_name=f"dsgd-split{token}-{n}"
@@ -172,8 +187,10 @@ def _build_grid(
                     j,
                     int(row_edges[i]),
                     int(col_edges[j]),
+                    int(col_edges[j + 1] - col_edges[j]),
                     seed,
                     dtype,
+                    tile,
                     *[p[i * d + j] for p in near],
                     dask_key_name=f"dsgd-grid{token}-{i}-{j}",
                 )
@@ -208,9 +225,10 @@ def _dsgd_block(
     # Inputs may be shared (persisted results, kept for restores): update copies.
     P, bu = ustate[0].copy(), ustate[1].copy()
     Q, bi = istate[0].copy(), istate[1].copy()
-    order = chunk_order(blk.nnz, np.random.default_rng([seed, _CHUNKS, epoch, blk.i, blk.j]))
+    rng = np.random.default_rng([seed, _CHUNKS, epoch, blk.i, blk.j])
+    lo, hi = visit_segments(blk.tiles, rng)
     sse = kernel_for(P.shape[1])(
-        blk.users, blk.items, blk.ratings, order, CHUNK, P, Q, bu, bi, mu, lr, reg, reg_bias, biases
+        blk.users, blk.items, blk.ratings, lo, hi, P, Q, bu, bi, mu, lr, reg, reg_bias, biases
     )
     return (P, bu, float(sse) + (ustate[2] if carry else 0.0)), (Q, bi)
 
@@ -348,8 +366,9 @@ class SGD(Recommender):
     ``grid`` strata (in an order reshuffled each epoch), each stratum's
     ``grid`` blocks share no users and no items and run as parallel
     ``dsgd-block`` Dask tasks (Gemulla et al., KDD 2011). Within a block the
-    ratings are stored in a seeded shuffled order and visited in chunks of
-    1024 whose order is reshuffled each epoch. For a given ``seed`` and
+    ratings are stored grouped by cache-sized tiles (user range x item range),
+    shuffled within each tile; each epoch visits the tiles, and chunks of
+    1024 ratings within a tile, in a fresh seeded order. For a given ``seed`` and
     ``grid`` the result is bit-identical on the threaded scheduler and on a
     distributed cluster.
 
@@ -584,7 +603,8 @@ class SGD(Recommender):
         nnz = ratings.nnz
         row_edges = _grid_edges(ratings.user_counts, d)
         col_edges = _grid_edges(ratings.item_counts, d)
-        grid_blocks = _build_grid(ratings, row_edges, col_edges, seed, dt.name)
+        tile = tile_rows(kpad, dt.itemsize)
+        grid_blocks = _build_grid(ratings, row_edges, col_edges, seed, dt.name, tile)
         ucounts = [
             _put(ratings.user_counts[a:b].astype(np.float64), "dsgd-user-counts")
             for a, b in itertools.pairwise(row_edges)

@@ -1,11 +1,15 @@
 """SGD kernel for biased matrix factorisation over one block of ratings (no Dask here).
 
 One call makes one pass over one block of a DSGD grid: the ratings of users
-``U`` (rows of ``P``) on items ``I`` (rows of ``Q``), stored already shuffled as
-three contiguous arrays of local indices and values. The pass visits the
-ratings chunk by chunk in the order given by ``chunk_order`` (a permutation of
-the chunk numbers, drawn per epoch by the caller), so reads stay contiguous
-while the visiting order changes from epoch to epoch.
+``U`` (rows of ``P``) on items ``I`` (rows of ``Q``), stored as three
+contiguous arrays of local indices and values. The block's ratings are kept
+grouped by *tile* (a range of users x a range of items whose factor rows fit
+in the L2 cache together), in a seeded shuffled order within each tile. A pass
+visits the tiles in a random order and, within a tile, its chunks of
+:data:`CHUNK` ratings in a random order (both drawn per epoch by the caller,
+:func:`visit_segments`): reads of the rating arrays stay contiguous, the
+factor rows being updated stay in cache, and the visiting order changes from
+epoch to epoch.
 
 For each rating :math:`r_{ui}` (Koren's biased MF, the update Surprise's SVD uses):
 
@@ -36,24 +40,62 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["CHUNK", "chunk_order", "kernel_for", "sgd_block", "visit_order"]
+__all__ = [
+    "CHUNK",
+    "kernel_for",
+    "sgd_block",
+    "tile_offsets",
+    "tile_rows",
+    "visit_order",
+    "visit_segments",
+]
 
 #: Ratings per contiguous chunk of a block's pass (12 KiB of rating arrays).
 CHUNK = 1024
+#: Bytes of factor rows per tile side: a tile's user rows and item rows together
+#: stay well inside a 1.25 MiB L2 cache (measured at rank 64 on a 35,000 x 5,350
+#: block: 47 ns per rating untiled, 25 ns with 128-512 KiB tiles).
+TILE_BYTES = 256 * 1024
 
 
-def n_chunks(nnz: int, chunk: int = CHUNK) -> int:
-    return -(-int(nnz) // int(chunk))
+def tile_rows(rank: int, itemsize: int) -> int:
+    """Users (or items) per tile for factor rows of ``rank`` values of ``itemsize`` bytes."""
+    return max(16, TILE_BYTES // (int(rank) * int(itemsize)))
 
 
-def chunk_order(nnz: int, rng: np.random.Generator, chunk: int = CHUNK) -> np.ndarray:
-    """A random permutation of a block's chunk numbers (int64)."""
-    return rng.permutation(n_chunks(nnz, chunk)).astype(np.int64)
+def tile_offsets(users: np.ndarray, items: np.ndarray, rows: int, n_item_rows: int):
+    """Stable order grouping ratings by tile, and the tiles' offsets into that order."""
+    n_tc = max(1, -(-int(n_item_rows) // rows))
+    tid = (users.astype(np.int64) // rows) * n_tc + items.astype(np.int64) // rows
+    order = np.argsort(tid, kind="stable")
+    n_tiles = int(tid.max()) + 1 if tid.size else 1
+    offsets = np.zeros(n_tiles + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tid, minlength=n_tiles), out=offsets[1:])
+    return order, offsets
 
 
-def visit_order(nnz: int, order: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """The rating indices a pass visits, in order, for a chunk permutation ``order``."""
-    parts = [np.arange(c * chunk, min((c + 1) * chunk, nnz)) for c in order]
+def visit_segments(
+    tiles: np.ndarray, rng: np.random.Generator, chunk: int = CHUNK
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` int64 arrays: the contiguous rating ranges a pass visits, in order.
+
+    Tiles in a random order; within each tile, its chunks in a random order.
+    """
+    los, his = [], []
+    for t in rng.permutation(len(tiles) - 1):
+        a, b = int(tiles[t]), int(tiles[t + 1])
+        if b > a:
+            lo = rng.permutation(np.arange(a, b, chunk, dtype=np.int64))
+            los.append(lo)
+            his.append(np.minimum(lo + chunk, b))
+    if not los:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(los), np.concatenate(his)
+
+
+def visit_order(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The rating indices a pass over segments ``(lo, hi)`` visits, in order."""
+    parts = [np.arange(a, b) for a, b in zip(lo, hi, strict=True)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -93,8 +135,8 @@ def _make_kernel(K: int):
         users: np.ndarray,
         items: np.ndarray,
         ratings: np.ndarray,
-        order: np.ndarray,
-        chunk: int,
+        seg_lo: np.ndarray,
+        seg_hi: np.ndarray,
         P: np.ndarray,
         Q: np.ndarray,
         bu: np.ndarray,
@@ -105,7 +147,6 @@ def _make_kernel(K: int):
         reg_bias: float,
         biases: bool,
     ) -> float:
-        n = users.shape[0]
         k = K if K > 0 else P.shape[1]  # folded to a constant when K > 0
         dt = P.dtype.type
         mu_ = dt(mu)
@@ -115,9 +156,9 @@ def _make_kernel(K: int):
         Pflat = P.reshape(-1)
         Qflat = Q.reshape(-1)
         sse = 0.0
-        for c in range(order.shape[0]):
-            lo = order[c] * chunk
-            hi = min(lo + chunk, n)
+        for c in range(seg_lo.shape[0]):
+            lo = seg_lo[c]
+            hi = seg_hi[c]
             for t in range(lo, hi):
                 # The rows a few ratings ahead are random reads: ask for them now
                 # (measured: halves the time per rating once factors outgrow L2).

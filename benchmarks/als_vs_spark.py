@@ -57,6 +57,7 @@ def run_spark(train_df, test_df, args) -> tuple[float, float]:
         SparkSession.builder.master("local[2]")
         .config("spark.driver.memory", "8g")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

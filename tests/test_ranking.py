@@ -374,3 +374,25 @@ def test_no_common_ids_and_bad_arguments(case):
         dmf.evaluate(model, test, metrics=["ndcg@5"], per_user="yes")
     with pytest.raises(dmf.RatingsError):
         dmf.evaluate(model, test.to_pandas().iloc[:0], metrics=["ndcg@5"])
+
+
+def test_score_few_matches_blas():
+    from dmf._kernels.ranking import reference_score_few, score_few
+
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((3, 66)).astype(np.float32)
+    items = rng.standard_normal((500, 66)).astype(np.float32)
+    np.testing.assert_allclose(
+        score_few(users, items), reference_score_few(users, items), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_score_users_few_and_many_agree(case):
+    model, _, _ = case
+    many = model._score_users(np.arange(20))
+    few = np.vstack([model._score_users(np.array([u])) for u in range(20)])
+    np.testing.assert_allclose(few, many, atol=1e-5)
+    pairs = model._predict_codes(
+        np.repeat(np.arange(20), model.items_.size), np.tile(np.arange(model.items_.size), 20)
+    )
+    np.testing.assert_allclose(many.ravel(), pairs, atol=1e-5)

@@ -24,8 +24,12 @@ import pandas as pd
 from dmf import _progress
 from dmf._errors import NotFittedError, ParameterError, UnknownIdError, check_choice, first_rows
 from dmf._faults import guard_fit
+from dmf._kernels.ranking import score_few
 
 __all__ = ["COLD_START", "Recommender"]
+
+#: Up to this many users, ``_score_users`` multiplies on one thread (numba), not BLAS.
+_FEW_USERS = 8
 
 #: Policies for users/items unseen in training.
 COLD_START = ("baseline", "nan", "raise")
@@ -207,6 +211,8 @@ class Recommender:
             users[:, :-2] = self.user_factors[u]
             users[:, -2] = self.global_mean_ + self.user_bias_[u]
             users[:, -1] = 1.0
+            if len(u) <= _FEW_USERS and items.dtype == np.float32:
+                return score_few(users, items)  # BLAS threads cost more than they give here
             return (users @ items.T).astype(np.float32, copy=False)
         scores = np.empty((len(u), len(self.items_)), dtype=np.float32)
         scores[:] = self.item_bias_[None, :]

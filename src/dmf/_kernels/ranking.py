@@ -22,7 +22,9 @@ __all__ = [
     "N_RANK_STATS",
     "rank_rows",
     "reference_rank_rows",
+    "reference_score_few",
     "reference_topk",
+    "score_few",
     "topk_rows",
 ]
 
@@ -282,6 +284,30 @@ def rank_rows(
             mark[ex_indices[p]] = base[ex_indices[p]]
         for p in range(ra, rb):
             mark[rel_indices[p]] = base[rel_indices[p]]
+
+
+@njit(nogil=True, cache=False, fastmath=True)
+def score_few(users, items):
+    """``users @ items.T`` for a few rows, on one thread.
+
+    For one user this is a matrix-vector product bound by reading ``items``;
+    BLAS spreads it over its threads and, on a busy machine, waits for the
+    slowest (measured 24 ms against 1.7 ms on one thread for 27K x 66).
+    """
+    n, f = users.shape
+    m = items.shape[0]
+    out = np.empty((n, m), dtype=np.float32)
+    for j in range(m):
+        for r in range(n):
+            acc = np.float32(0.0)
+            for q in range(f):
+                acc += users[r, q] * items[j, q]
+            out[r, j] = acc
+    return out
+
+
+def reference_score_few(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    return (users.astype(np.float64) @ items.T.astype(np.float64)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------

@@ -331,3 +331,11 @@ def test_ml100k_implicit_beats_popularity(u1_frames):
     popularity = np.broadcast_to(train.item_counts.astype(float), train.shape)
     p_pop = precision_at_k(popularity, train_mask, test_mask, 10)
     assert p_als >= 1.3 * p_pop, (p_als, p_pop)
+
+
+def test_blas_threads_are_restored_after_fit(small):
+    from threadpoolctl import threadpool_info
+
+    before = [i["num_threads"] for i in threadpool_info()]
+    ALS(rank=3, max_iter=1).fit(small)
+    assert [i["num_threads"] for i in threadpool_info()] == before

@@ -13,8 +13,11 @@ is in :mod:`dmf._kernels.als`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -40,17 +43,34 @@ __all__ = ["ALS", "fold_in_users"]
 
 SOLVERS = ("cholesky", "cg")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_CONTROLLER: Any = None
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE: dict[str, Any] = {"controller": None, "limiter": None, "depth": 0}
 
 
-def _one_blas_thread() -> Any:
-    """A context pinning BLAS to one thread: Dask's threads own the cores."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Pin BLAS to one thread while any ALS task of this process runs.
 
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    Dask's threads own the cores. Reference-counted so that concurrent tasks do
+    not restore each other's limit half-way and the user's BLAS setting comes
+    back when the last one finishes.
+    """
+    with _BLAS_LOCK:
+        if _BLAS_STATE["depth"] == 0:
+            if _BLAS_STATE["controller"] is None:
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS_STATE["controller"] = ThreadpoolController()
+            _BLAS_STATE["limiter"] = _BLAS_STATE["controller"].limit(limits=1, user_api="blas")
+        _BLAS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["depth"] -= 1
+            if _BLAS_STATE["depth"] == 0:
+                _BLAS_STATE["limiter"].restore_original_limits()
+                _BLAS_STATE["limiter"] = None
 
 
 # ----------------------------------------------------------------- block tasks

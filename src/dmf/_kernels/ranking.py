@@ -155,6 +155,18 @@ def topk_rows(scores, row0, k, cand_ok, ex_indptr, ex_indices, out_items, out_sc
 
 
 @njit(nogil=True, cache=False)
+def _first_at_least(a, n, x):
+    """First index ``i`` with ``a[i] >= x`` in sorted ``a[:n]`` (``n >= 1``), branch-free steps."""
+    base = 0
+    length = n
+    while length > 1:
+        half = length >> 1
+        base = base + half if a[base + half - 1] < x else base
+        length -= half
+    return base + 1 if a[base] < x else base
+
+
+@njit(nogil=True, cache=False)
 def _auc_row(row, mark, rel_scores, n_rel):
     """AUC of one row: P(relevant scores above a non-relevant candidate), ties 1/2."""
     # rel_scores[:n_rel] sorted ascending; mark 0: a non-relevant candidate
@@ -175,24 +187,14 @@ def _auc_row(row, mark, rel_scores, n_rel):
             continue
         if s > highest:
             continue
-        # lo: first relevant score >= s; hi: first relevant score > s
-        lo, hi = 0, n_rel
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if rel_scores[mid] < s:
-                lo = mid + 1
-            else:
-                hi = mid
-        first_ge = lo
-        hi = n_rel
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if rel_scores[mid] <= s:
-                lo = mid + 1
-            else:
-                hi = mid
-        first_gt = lo
-        above += (n_rel - first_gt) + 0.5 * (first_gt - first_ge)
+        # relevant scores >= s count 1, those == s (rare) count 1/2
+        lo = _first_at_least(rel_scores, n_rel, s)
+        above += n_rel - lo
+        if lo < n_rel and rel_scores[lo] == s:
+            hi = lo
+            while hi < n_rel and rel_scores[hi] == s:
+                hi += 1
+            above -= 0.5 * (hi - lo)
     if n_neg == 0:
         return np.nan
     return above / (n_rel * n_neg)

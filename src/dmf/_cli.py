@@ -46,7 +46,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions wrapped to the terminal, example blocks kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
 def _examples(*lines: str) -> str:
@@ -68,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dmf",
         description="Distributed matrix factorisation for recommender systems on Dask.",
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         parents=[common],
         epilog=_examples(
             "dmf demo",
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="fit and evaluate on built-in data (no network, no cluster)",
         description=(
             "Fit the best available solver and the baseline on MovieLens 100K when a local copy "
@@ -115,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="fit a model on a ratings file or a MovieLens release and save it",
         description=(
             "Fit a model. DATA is a CSV file (.csv, .tsv), a Parquet file or folder, or a "
@@ -171,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="score a saved model on held-out ratings",
         description="Score a saved model on held-out ratings (aligned to the model by id).",
         epilog=_examples(
@@ -201,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "recommend",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="top-k items for some users or for all users",
         description="Top-k recommendations from a saved model, by original ids.",
         epilog=_examples(
@@ -225,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "info",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="describe a saved model",
         description="Kind, hyper-parameters, training data shape and fit history of a model.",
         epilog=_examples("dmf info model.zarr", "dmf info model.zarr --json"),
@@ -238,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "datasets",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="MovieLens data sets: fetch, list",
         description="Find or download the MovieLens releases dmf reads by name.",
         epilog=_examples("dmf datasets list", "dmf datasets fetch 100k --data-home ./data"),
@@ -247,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser(
         "fetch",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="find a local copy or download and verify the official archive",
         description=(
             "Print the folder of a MovieLens release: a local copy (--data-home, $DMF_DATA, "
@@ -264,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser(
         "list",
         parents=[common],
-        formatter_class=_FORMATTER,
+        formatter_class=_Formatter,
         help="releases dmf knows and which are found locally",
         epilog=_examples("dmf datasets list"),
     )

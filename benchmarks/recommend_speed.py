@@ -130,7 +130,7 @@ def main() -> None:
         for a in range(0, len(u_all), step_rows):
             model._score_users(u_all[a : a + step_rows])
 
-    step("dense block products only (1 thread)", block_products)
+    step("dense block products only (serial chunks, BLAS threads)", block_products)
     recs = step(
         f"recommend_all(k={args.k}, exclude=train).compute()",
         lambda: model.recommend_all(k=args.k, exclude=train).compute(),
@@ -156,7 +156,7 @@ def main() -> None:
             model,
             test,
             train=train,
-            metrics=metrics[:-2] + [f"coverage@{k}"],
+            metrics=[*metrics[:-2], f"coverage@{k}"],
             relevance_threshold=4.0,
         ),
     )

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from dmf._base import _ids
-from dmf._compute import key
+from dmf._blocks import balanced_edges
+from dmf._compute import key, n_threads
 from dmf._errors import ParameterError, UnknownIdError, check_choice, check_int, first_rows
 from dmf._kernels.ranking import topk_rows
 from dmf._ranking import empty_csr, exclusion_blocks, take_rows
@@ -286,7 +287,10 @@ def recommend_all(model: Any, k: int = 10, exclude: Ratings | None = None) -> An
     model._check_fitted()
     k = _check_k(model, k)
     exclude = _check_exclude(exclude)
-    edges = np.asarray(getattr(model, "row_edges_", [0, len(model.users_)]), dtype=np.int64)
+    edges = getattr(model, "row_edges_", None)
+    if edges is None:  # a model without its training blocks: balance users by count
+        edges = balanced_edges(np.asarray(model.user_counts_), 2 * n_threads())
+    edges = np.asarray(edges, dtype=np.int64)
     meta = pd.DataFrame(
         {
             "user": pd.Series(model.users_[:0]),

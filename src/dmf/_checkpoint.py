@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,9 @@ __all__ = ["load_checkpoint", "save_checkpoint"]
 #: Version of the checkpoint layout; a store with a higher one is refused.
 CHECKPOINT_FORMAT = 1
 _MARK = "dmf_checkpoint"
-_ITER = re.compile(r"^iter-(\d{8,})$")
+_ITER = re.compile(r"^iter-(\d{8,})(?:-[0-9a-f]+)?$")
+#: Largest chunk written (bytes): big factor matrices are split along rows.
+_CHUNK_BYTES = 1 << 26
 
 
 def _iter_name(iteration: int) -> str:
@@ -129,22 +132,29 @@ def save_checkpoint(
         if not (isinstance(name, str) and name.isidentifier()):
             raise ParameterError(f"checkpoint array name {name!r} must be a plain identifier")
     state_json = dumps_json(state, "checkpoint state")
-    loc = resolve(path)
-    _check_root(loc, create=True)
-    final = loc.child(_iter_name(iteration))
-    # Local: write beside, rename in (atomic). Elsewhere: write in place, mark last.
-    target = (
-        loc.child(f".tmp-{final.root.rsplit('/', 1)[-1]}-{os.getpid()}")
-        if (loc.is_local)
-        else final
-    )
-    target.rm()
-    group = open_group(target, mode="w")
+    values = {}
     for name, value in arrays.items():
         a = np.array(value, order="C", copy=None)
         if a.dtype == object:
             raise ParameterError(f"checkpoint array {name!r} has dtype object; use numbers")
-        arr = group.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape or ())
+        values[name] = a
+    loc = resolve(path)
+    _check_root(loc, create=True)
+    if loc.is_local:
+        # Write beside, rename in (atomic).
+        final = loc.child(_iter_name(iteration))
+        target = loc.child(f".tmp-{final.root.rsplit('/', 1)[-1]}-{os.getpid()}")
+    else:
+        # No rename: a fresh name per save, so re-saving an iteration never
+        # touches the complete one until the new one is marked.
+        final = target = loc.child(f"{_iter_name(iteration)}-{uuid.uuid4().hex[:8]}")
+    target.rm()
+    group = open_group(target, mode="w")
+    for name, a in values.items():
+        row_bytes = max(1, a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+        rows = max(1, min(a.shape[0], _CHUNK_BYTES // row_bytes)) if a.ndim else 0
+        chunks = (rows, *a.shape[1:]) if a.ndim else ()
+        arr = group.create_array(name, shape=a.shape, dtype=a.dtype, chunks=chunks)
         if a.size:
             arr[...] = a
     group.attrs.update(
@@ -155,7 +165,7 @@ def save_checkpoint(
             "complete": True,  # last write: the checkpoint counts from here on
         }
     )
-    if loc.is_local:
+    if target is not final:
         if os.path.exists(final.root):
             # Same iteration saved again: move the old one aside, then drop it.
             trash = loc.child(f".old-{final.root.rsplit('/', 1)[-1]}-{os.getpid()}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from . import PARAMS, fitted_models, ratings
+from . import PARAMS, fitted_models, ratings, warm_up
 
 RANKING = ["precision@10", "recall@10", "ndcg@10", "map@10"]
 
@@ -15,16 +15,14 @@ class Evaluate:
     param_names = ["shape"]
     timeout = 1800
 
-    def setup_cache(self) -> dict[str, Any]:
-        return fitted_models()
-
-    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+    setup_cache = staticmethod(fitted_models)
 
     def setup(self, models: dict[str, Any], shape: str) -> None:
         if shape not in models:
             raise NotImplementedError(f"shape {shape!r} skipped")
         self.model = models[shape]
         self.train, self.test = ratings(shape)
+        warm_up()
 
     def time_rmse_mae(self, models: dict[str, Any], shape: str) -> None:
         import dmf

@@ -14,13 +14,14 @@ def _new_users(model: Any, n_users: int, per_user: int, seed: int = 0) -> pd.Dat
     """``n_users`` brand-new users with ``per_user`` ratings each of known items."""
     rng = np.random.default_rng(seed)
     items = np.asarray(model.items_)
+    first = int(np.max(np.asarray(model.users_))) + 1  # new ids of the model's id type
     rows = []
     for j in range(n_users):
         chosen = rng.choice(len(items), size=min(per_user, len(items)), replace=False)
         rows.append(
             pd.DataFrame(
                 {
-                    "user": f"new-{j}",
+                    "user": first + j,
                     "item": items[chosen],
                     "rating": (rng.integers(2, 11, len(chosen)) / 2).astype(np.float32),
                 }
@@ -34,10 +35,7 @@ class FoldIn:
     param_names = ["shape"]
     timeout = 600
 
-    def setup_cache(self) -> dict[str, Any]:
-        return fitted_models()
-
-    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+    setup_cache = staticmethod(fitted_models)
 
     def setup(self, models: dict[str, Any], shape: str) -> None:
         if shape not in models:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import PARAMS, check_shape, files, frames
+from . import PARAMS, check_shape, files, frames, warm_up
 
 
 class BuildRatings:
@@ -16,6 +16,7 @@ class BuildRatings:
         check_shape(shape)
         self.path = files(shape)[0]
         self.train = frames(shape)[0]
+        warm_up()
 
     def time_from_pandas(self, shape: str) -> None:
         import dmf

@@ -15,10 +15,7 @@ class SaveLoad:
     param_names = ["shape"]
     timeout = 600
 
-    def setup_cache(self) -> dict[str, Any]:
-        return fitted_models()
-
-    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+    setup_cache = staticmethod(fitted_models)
 
     def setup(self, models: dict[str, Any], shape: str) -> None:
         import dmf

@@ -61,9 +61,10 @@ BOLD_SHRINK = 0.5
 #: Most epochs chained into one Dask call when no epoch needs a decision of its own.
 ROUND = 8
 #: Internal factor rows are padded to a multiple of this many columns (kept exactly 0).
-#: Measured at rank 100 on ML-10M shape: padding to 112 cost 10% more CPU than 100,
-#: so only to whole 16-byte groups; fewer distinct ranks also mean fewer kernels to compile.
-PAD = 4
+#: Measured at rank 100 on the ML-10M shape with tiled blocks (interleaved runs):
+#: 112 columns 0.65-0.75 CPU s per epoch, 100 columns 0.79-1.00 (aligned rows, no
+#: remainder loop). It also means one compiled kernel for every rank up to 16.
+PAD = 16
 
 # Tags of the independent random streams drawn from the seed.
 _INIT, _SHUFFLE, _CHUNKS, _STRATA = 0, 1, 2, 3

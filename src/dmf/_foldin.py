@@ -53,6 +53,7 @@ class _Grow:
 
     def __init__(self, buffer: np.ndarray) -> None:
         self.buffer = buffer
+        self.ptr = buffer.__array_interface__["data"][0]
         self.claims: list[tuple[int, weakref.ref]] = []
 
     def views(self, a: np.ndarray) -> bool:
@@ -60,7 +61,7 @@ class _Grow:
             a.dtype == self.buffer.dtype
             and a.shape[1:] == self.buffer.shape[1:]
             and a.shape[0] <= self.buffer.shape[0]
-            and (a.size == 0 or a.__array_interface__["data"][0] == self.buffer.ctypes.data)
+            and (a.size == 0 or a.__array_interface__["data"][0] == self.ptr)
         )
 
     def free_after(self, n: int) -> bool:
@@ -262,6 +263,18 @@ def _append_ids(index: pd.Index, added: np.ndarray) -> pd.Index:
     return index.append(pd.Index(added.astype(str), dtype=index.dtype))
 
 
+def _grow_ids(
+    index: pd.Index, added: np.ndarray, grows: dict[str, _Grow], owner: Recommender
+) -> tuple[pd.Index, bool]:
+    """Integer ids appended through a shared buffer (no O(n_users) copy in a stream)."""
+    _append_ids(index[:0], added)  # type check only
+    values = index.to_numpy()
+    rows = np.asarray(added, dtype=index.dtype)
+    parent_view, ids, grows["users_"] = _append_rows(grows.get("users_"), values, rows)
+    grows["users_"].claims.append((len(ids), weakref.ref(owner)))
+    return pd.Index(ids, copy=False), parent_view is not values
+
+
 def _id_state(model: Recommender) -> tuple[pd.Index, dict[Any, int], pd.Index]:
     """``(base index, {appended id: code}, users_)`` of a model built by fold-ins.
 
@@ -318,15 +331,26 @@ def _assemble(
                 parent_grows[name] = grows[name]
             grows[name].claims.append((a.shape[0], weakref.ref(new)))
         setattr(new, name, a)
-    if parent_grows:
-        model._fold_grow = {**getattr(model, "_fold_grow", {}), **parent_grows}
     if fresh.any():
         added = np.asarray(uniq, dtype=object)[fresh]
-        new.users_ = _append_ids(model.users_, added)
+        if model.users_.dtype.kind in "iu":
+            new.users_, moved = _grow_ids(model.users_, added, grows, new)
+            if moved and not known.any():
+                # The parent's ids now view the new buffer too (same values), so
+                # the next fold-in from it appends in place; its lookups keep
+                # using the original index (and its hash table) via _fold_ids.
+                base, extra, _ = _id_state(model)
+                model.users_ = pd.Index(grows["users_"].buffer[: len(model.users_)], copy=False)
+                model._fold_ids = (base, extra, model.users_)
+                parent_grows["users_"] = grows["users_"]
+        else:
+            new.users_ = _append_ids(model.users_, added)
         base, extra, _ = _id_state(model)
         extra = dict(extra)
         extra.update(zip(added.tolist(), range(len(model.users_), len(new.users_)), strict=True))
         new._fold_ids = (base, extra, new.users_)
+    if parent_grows:
+        model._fold_grow = {**getattr(model, "_fold_grow", {}), **parent_grows}
     new._fold_grow = grows
     new.history_ = list(model.history_)
     new.fold_in_report_ = {

@@ -163,3 +163,24 @@ def test_folded_model_saves_and_loads(frame, tmp_path):
     assert back.users_[-1] == 5000
     items = frame["item"].unique()
     np.testing.assert_array_equal(back.predict(5000, items), new.predict(5000, items))
+
+
+def test_repeated_fold_ins_from_one_model_leave_it_and_each_other_intact(frame):
+    model = _fit("als", frame)
+    ids = list(model.users_)
+    items = frame["item"].unique()
+    before = model.predict(ids[:5], items[:5])
+    own = frame[frame["user"] == 106]
+    a = model.fold_in(own.assign(user=2001))
+    row_a = a.user_factors_[-1].copy()
+    b = model.fold_in(own.assign(user=2002, rating=1.0))  # a is alive: b must not overwrite it
+    for _ in range(3):
+        model.fold_in(own.assign(user=2003))  # dropped results: their rows are reused
+    assert list(model.users_) == ids
+    np.testing.assert_array_equal(model.predict(ids[:5], items[:5]), before)
+    np.testing.assert_array_equal(a.user_factors_[-1], row_a)
+    assert (int(a.users_[-1]), int(b.users_[-1])) == (2001, 2002)
+    assert np.isnan(a.predict(2002, items[:1], cold_start="nan")).all()  # b's user is not a's
+    # The model still folds in its own users (lookups after its ids moved buffers).
+    again = model.fold_in(own)
+    assert again.fold_in_report_["users_updated"] == 1

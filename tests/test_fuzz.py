@@ -268,7 +268,7 @@ def models(train: Any) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- tests
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=100)
 @given(
     df=frames(),
     on_invalid=st.sampled_from(["raise", "drop", "drop", "drop", "bogus"]),
@@ -304,7 +304,7 @@ def test_estimator_params_fuzz(method: str, train: Any) -> None:
         pytest.skip(f"{method} has not landed")
     cls = dmf.METHODS[method]
 
-    @settings(FUZZ, max_examples=40)
+    @settings(FUZZ, max_examples=30)
     @given(params=estimator_params(cls), front_door=st.booleans())
     def run(params: dict[str, Any], front_door: bool) -> None:
         before = copy.deepcopy(params)

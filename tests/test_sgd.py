@@ -363,3 +363,15 @@ def test_ml100k_grid_changes_rmse_only_within_noise(u1_fits):
     rmses = [u1_fits[g] for g in (1, 2, 4)]
     assert max(rmses) - min(rmses) <= 0.005, rmses
     assert max(rmses) <= 0.924
+
+
+def test_chained_rounds_equal_one_epoch_per_call(small, tmp_path):
+    """Without per-epoch decisions epochs run in rounds of up to 8; the result is the same."""
+    params = dict(rank=4, n_epochs=10, grid=2, lr=0.02, seed=9)
+    chained = dmf.SGD(**params).fit(small)
+    single = dmf.SGD(**params).fit(small, checkpoint=str(tmp_path / "c"), checkpoint_every=1)
+    np.testing.assert_array_equal(chained.user_factors_, single.user_factors_)
+    np.testing.assert_array_equal(chained.item_bias_, single.item_bias_)
+    np.testing.assert_array_equal(chained.history["loss"], single.history["loss"])
+    resumed = dmf.SGD(**params).fit(small, checkpoint=str(tmp_path / "c"), resume=True)
+    np.testing.assert_array_equal(chained.user_factors_, resumed.user_factors_)

@@ -176,6 +176,7 @@ def test_bad_test_size(ratings, size):
         (dmf.split.kfold, {"k": 2.5}, "k"),
         (dmf.split.random, {"seed": -1}, "seed"),
         (dmf.split.random, {"seed": 1.5}, "seed"),
+        (dmf.split.random, {"seed": 2**64}, "seed"),
         (dmf.split.by_user, {"leave_k_out": 0}, "leave_k_out"),
         (dmf.split.temporal, {"per_user": "yes"}, "per_user"),
     ],

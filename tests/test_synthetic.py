@@ -92,6 +92,7 @@ def test_without_timestamps():
         ({"rank": 0}, "rank"),
         ({"noise": -1.0}, "noise"),
         ({"seed": -3}, "seed"),
+        ({"seed": 2**200}, "seed"),
         ({"n_users": 0}, "n_users"),
         ({"chunk_nnz": 0}, "chunk_nnz"),
     ],

@@ -36,7 +36,7 @@ def _check_test_size(test_size: Any) -> float:
 
 
 def _check_seed(seed: Any) -> int:
-    return check_int("seed", seed, 0)
+    return check_int("seed", seed, 0, 2**63 - 1)
 
 
 def _rng(seed: int, block: int) -> np.random.Generator:
@@ -208,7 +208,7 @@ def random(r: Ratings, test_size: float = 0.2, seed: int = 0) -> tuple[Ratings, 
     test_size : float
         Share of ratings held out, strictly between 0 and 1.
     seed : int
-        Non-negative seed; the same seed and blocking give the same split.
+        Seed in ``[0, 2**63 - 1]``; the same seed and blocking give the same split.
 
     Returns
     -------
@@ -248,7 +248,7 @@ def by_user(
         Share of each user's ratings held out, in (0, 1). Ignored when
         ``leave_k_out`` is given.
     seed : int
-        Non-negative seed (generator per row block: ``(seed, block index)``).
+        Seed in ``[0, 2**63 - 1]`` (generator per row block: ``(seed, block index)``).
     leave_k_out : int, optional
         Hold out exactly this many ratings per user (>= 1).
 
@@ -384,7 +384,7 @@ def kfold(r: Ratings, k: int = 5, seed: int = 0) -> list[tuple[Ratings, Ratings]
     k : int
         Number of folds, >= 2 (and at most ``r.nnz``).
     seed : int
-        Non-negative seed.
+        Seed in ``[0, 2**63 - 1]``.
 
     Returns
     -------

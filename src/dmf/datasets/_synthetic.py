@@ -183,7 +183,7 @@ def synthetic(
     rank : int
         Rank of the true signal (>= 1).
     seed : int
-        Non-negative seed.
+        Seed in ``[0, 2**63 - 1]``.
     noise : float
         Standard deviation of the Gaussian noise (>= 0).
     chunk_nnz : int, optional
@@ -210,7 +210,7 @@ def synthetic(
     n_users = check_int("n_users", n_users, 1)
     n_items = check_int("n_items", n_items, 1)
     rank = check_int("rank", rank, 1)
-    seed = check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0, 2**63 - 1)
     noise = check_float("noise", noise, 0.0)
     limit = n_users * max(1, n_items // 2)
     nnz = check_int("nnz", nnz, n_users, limit)

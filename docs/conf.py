@@ -17,7 +17,7 @@ ROOT = HERE.parent
 
 project = "dmf"
 author = "the dmf developers"
-copyright = "the dmf developers"  # noqa: A001 - Sphinx's name
+copyright = "the dmf developers"
 release = dmf.__version__
 version = release.split("+")[0]
 

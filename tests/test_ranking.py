@@ -396,3 +396,37 @@ def test_score_users_few_and_many_agree(case):
         np.repeat(np.arange(20), model.items_.size), np.tile(np.arange(model.items_.size), 20)
     )
     np.testing.assert_allclose(many.ravel(), pairs, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_rel", [1, 3, 40, 300])
+def test_auc_kernel_continuous_scores(n_rel):
+    """AUC's bucketed counting against the pairwise definition, with and without ties."""
+    rng = np.random.default_rng(n_rel)
+    m = 1500
+    scores = rng.standard_normal((4, m)).astype(np.float32)
+    scores[1] = np.round(scores[1], 1)  # ties between relevant and non-relevant items
+    scores[2, :] = 0.25  # all equal
+    cand_ok = rng.random(m) < 0.95
+    excluded = [set(rng.choice(m, 50, replace=False).tolist()) for _ in range(4)]
+    relevant = [set(rng.choice(m, n_rel, replace=False).tolist()) for _ in range(4)]
+    ex_ptr, ex_idx = _csr(excluded)
+    rel_ptr, rel_idx = _csr(relevant)
+    ks = np.array([5], dtype=np.int64)
+    stats = np.empty((4, 1, len(RANK_STATS)))
+    tops = np.empty((4, 5), np.int64)
+    nrel = np.empty(4, np.int64)
+    auc = np.empty(4)
+    rank_rows(
+        scores, 0, ks, cand_ok, ex_ptr, ex_idx, rel_ptr, rel_idx, True, stats, tops, nrel, auc
+    )
+    for r in range(4):
+        s = scores[r].astype(np.float64)
+        cands = [j for j in range(m) if cand_ok[j] and j not in excluded[r]]
+        rel = np.array(sorted(set(cands) & relevant[r]))
+        neg = np.array(sorted(set(cands) - relevant[r]))
+        if len(rel) == 0:
+            assert nrel[r] == 0
+            continue
+        diff = s[rel][:, None] - s[neg][None, :]
+        want = ((diff > 0) + 0.5 * (diff == 0)).mean()
+        assert auc[r] == pytest.approx(want, abs=1e-9)

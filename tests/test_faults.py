@@ -77,25 +77,7 @@ def _kill_one_worker(client: Any) -> int:
     return pids[addr]
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "als",
-        pytest.param(
-            "sgd",
-            marks=pytest.mark.xfail(
-                reason=(
-                    "known gap (issue 8 report): dmf.SGD keeps its epoch states only as "
-                    "futures on the workers and scatters its initial state; a killed worker "
-                    "loses data Dask cannot recompute (FuturesCancelledError: already "
-                    "forgotten), surfaced as dmf.ClusterError instead of recovering"
-                ),
-                raises=dmf.ClusterError,
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("method", ["als", "sgd"])
 def test_killed_worker_mid_fit_same_result(method: str, ratings: Any, client: Any) -> None:
     with client.as_current():
         ref = _fit(method, ratings)
@@ -108,7 +90,7 @@ def test_killed_worker_mid_fit_same_result(method: str, ratings: Any, client: An
         try:
             got = _fit(method, ratings, on_iteration=kill)
         finally:
-            client.wait_for_workers(2, timeout=120)
+            client.wait_for_workers(2, timeout=600)
     assert killed, "no worker was killed"
     assert len(got.history_) == len(ref.history_)
     _assert_same(method, got, ref)

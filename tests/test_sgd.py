@@ -375,3 +375,104 @@ def test_chained_rounds_equal_one_epoch_per_call(small, tmp_path):
     np.testing.assert_array_equal(chained.history["loss"], single.history["loss"])
     resumed = dmf.SGD(**params).fit(small, checkpoint=str(tmp_path / "c"), resume=True)
     np.testing.assert_array_equal(chained.user_factors_, resumed.user_factors_)
+
+
+# ---------------------------------------------------------- fault tolerance
+class _GONE:  # stands for the WorkerState a KilledWorker names
+    address = "tcp://127.0.0.1:1"
+
+
+def _same_model(a, b):
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_bias_, b.user_bias_)
+    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
+    np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+
+
+def test_round_that_lost_work_is_rerun_bit_identical(small, client, monkeypatch):
+    """A round failing with KilledWorker is rebuilt from the client's start state."""
+    import dask
+    from distributed.scheduler import KilledWorker
+
+    params = {"rank": 4, "n_epochs": 12, "grid": 2, "seed": 5, "lr": 0.02}
+    with client.as_current():
+        ref = dmf.SGD(**params).fit(small)
+        real = dask.compute
+        rounds: list[int] = []
+
+        def flaky(*args, **kwargs):
+            keys = str([getattr(x, "key", "") for a in args for x in a])
+            if "dsgd-loss" in keys:
+                rounds.append(1)
+                if len(rounds) in (2, 3):  # the second round fails twice, then succeeds
+                    raise KilledWorker("dsgd-block-x", _GONE, 3)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(dask, "compute", flaky)
+        with pytest.warns(dmf.DMFWarning, match="rerunning it from its start state"):
+            got = dmf.SGD(**params).fit(small)
+    assert len(rounds) == 4  # 2 rounds (8 + 4 epochs) + 2 reruns
+    _same_model(got, ref)
+
+
+def test_lost_work_retries_are_bounded_and_other_errors_are_not_retried(small, client, monkeypatch):
+    import dask
+    from distributed.scheduler import KilledWorker
+
+    from dmf._sgd import MAX_RETRIES, _work_lost
+
+    assert not _work_lost(KilledWorker("k", _GONE, 3))  # no client: nothing to rerun on
+    with client.as_current():
+        assert _work_lost(KilledWorker("k", _GONE, 3))
+        assert not _work_lost(ValueError("x"))
+        calls: list[int] = []
+        real = dask.compute
+
+        def broken(*args, **kwargs):
+            if "dsgd-loss" in str([getattr(x, "key", "") for a in args for x in a]):
+                calls.append(1)
+                raise KilledWorker("dsgd-block-x", _GONE, 3)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(dask, "compute", broken)
+        with pytest.warns(dmf.DMFWarning), pytest.raises(dmf.ClusterError):
+            dmf.SGD(rank=2, n_epochs=2, grid=2).fit(small)
+    assert len(calls) == MAX_RETRIES + 1
+
+
+def test_worker_killed_during_a_round_gives_the_same_model(client):
+    """SIGKILL a worker while it runs dsgd-block tasks: the fit ends bit-identical."""
+    import os
+    import signal
+    import threading
+    import time
+
+    train = random_ratings(n_users=1500, n_items=800, density=0.08, seed=4)
+    params = {"rank": 32, "n_epochs": 24, "grid": 2, "seed": 1, "lr": 0.005}
+    with client.as_current():
+        client.wait_for_workers(2, timeout=600)
+        ref = dmf.SGD(**params).fit(train)
+        pids = client.run(os.getpid)
+        killed: list[int] = []
+        stop = threading.Event()
+
+        def killer():
+            while not stop.is_set() and not killed:
+                for addr, keys in client.processing().items():
+                    if any("dsgd-block" in str(k) for k in keys) and addr in pids:
+                        os.kill(pids[addr], signal.SIGKILL)
+                        killed.append(pids[addr])
+                        return
+                time.sleep(0.005)
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        try:
+            got = dmf.SGD(**params).fit(train)
+        finally:
+            stop.set()
+            thread.join()
+            client.wait_for_workers(2, timeout=600)
+    assert killed, "no worker was killed mid-round"
+    _same_model(got, ref)

@@ -8,8 +8,11 @@ epoch; the ``d`` blocks of a stratum run as ``d`` parallel ``dsgd-block`` tasks,
 each a numba ``nogil`` pass (:mod:`dmf._kernels.sgd`) over the block's ratings
 that updates one user-factor block and one item-factor block (Gemulla et al.,
 "Large-scale matrix factorization with distributed stochastic gradient
-descent", KDD 2011). An epoch's graph is persisted before the next one is
-built, so the graph never grows with the number of epochs.
+descent", KDD 2011). A round of epochs (up to :data:`ROUND` chained) is
+computed and its end state gathered to the client before the next round is
+built, so the graph never grows with the number of epochs, and a round whose
+work is lost with a killed worker is rebuilt from the client's copy of its
+start state and rerun (bit-identical).
 
 Every random draw comes from ``numpy.random.default_rng([seed, tag, ...])``
 keyed by what it is for (initial factors, a block's stored shuffle, an
@@ -246,28 +249,73 @@ def _loss_parts(*parts: tuple[float, float]) -> tuple[float, float]:
     return math.fsum(p[0] for p in parts), math.fsum(p[1] for p in parts)
 
 
-def _put(obj: Any, prefix: str) -> Any:
-    """A lazy handle on a driver-side object, scattered when a cluster is active."""
-    client = active_client()
-    if client is None:
-        return dask.delayed(obj, pure=True, name=key(prefix, obj))
-    (future,) = client.scatter([obj], hash=False)
-    return dask.delayed(_identity)(future, dask_key_name=key(prefix, future.key))
+def _const(obj: Any, prefix: str, *parts: Any) -> Delayed:
+    """A lazy handle on a driver-side object, held in the graph itself.
+
+    Not scattered: a value in the graph is recomputed (re-sent) by the
+    scheduler when the worker holding it dies, a scattered one is lost.
+    """
+    return dask.delayed(obj, pure=True, name=key(prefix, obj, *parts))
 
 
-def _identity(x: Any) -> Any:
-    return x
+def _start_states(
+    state: tuple[np.ndarray, ...], row_edges: np.ndarray, col_edges: np.ndarray, attempt: int
+) -> tuple[list[Delayed], list[Delayed]]:
+    """Per-block user and item states of a round, from the client's copy of the factors."""
+    P, Q, bu, bi = state
+    ustates = [
+        _const((P[a:b].copy(), bu[a:b].copy(), 0.0), "dsgd-users", attempt)
+        for a, b in itertools.pairwise(row_edges)
+    ]
+    istates = [
+        _const((Q[a:b].copy(), bi[a:b].copy()), "dsgd-items", attempt)
+        for a, b in itertools.pairwise(col_edges)
+    ]
+    return ustates, istates
 
 
-def _peek(obj: Any) -> Any:
-    """The value of a persisted Delayed without another scheduler round trip."""
-    from distributed import futures_of
+#: Reruns of a round whose work was lost with a worker (then the error propagates).
+MAX_RETRIES = 3
 
-    futures = futures_of(obj)
-    if futures:
-        return futures[0].result()
-    value = dict(obj.__dask_graph__())[obj.key]
-    return getattr(value, "value", value)
+
+def _work_lost(exc: BaseException) -> bool:
+    """True when ``exc`` means results were lost with a worker while the client still runs."""
+    import asyncio
+    import concurrent.futures
+
+    from dmf._faults import _client_down
+
+    if active_client() is None or _client_down():
+        return False
+    name = type(exc).__name__
+    if isinstance(exc, concurrent.futures.CancelledError | asyncio.CancelledError):
+        return True
+    if name in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+        return True
+    return "lost dependencies" in str(exc)
+
+
+def _run_round(build: Any) -> tuple[Any, ...]:
+    """``dask.compute(*build(attempt))``, rebuilt and rerun when work was lost with a worker.
+
+    ``build`` makes the round's graph from the client's copy of its start
+    state, so a rerun is the same computation with fresh task keys (the
+    result is bit-identical).
+    """
+    for attempt in itertools.count():
+        try:
+            return dask.compute(*build(attempt))
+        except Exception as exc:
+            if attempt >= MAX_RETRIES or not _work_lost(exc):
+                raise
+            warnings.warn(
+                f"SGD: a round of epochs lost its work ({type(exc).__name__}: "
+                f"{(str(exc).splitlines() or [''])[0][:120]}); rerunning it from its start "
+                f"state (retry {attempt + 1} of {MAX_RETRIES})",
+                DMFWarning,
+                stacklevel=3,
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _epoch_graph(
@@ -607,11 +655,11 @@ class SGD(Recommender):
         tile = tile_rows(kpad, dt.itemsize)
         grid_blocks = _build_grid(ratings, row_edges, col_edges, seed, dt.name, tile)
         ucounts = [
-            _put(ratings.user_counts[a:b].astype(np.float64), "dsgd-user-counts")
+            _const(ratings.user_counts[a:b].astype(np.float64), "dsgd-user-counts")
             for a, b in itertools.pairwise(row_edges)
         ]
         icounts = [
-            _put(ratings.item_counts[a:b].astype(np.float64), "dsgd-item-counts")
+            _const(ratings.item_counts[a:b].astype(np.float64), "dsgd-item-counts")
             for a, b in itertools.pairwise(col_edges)
         ]
 
@@ -621,14 +669,6 @@ class SGD(Recommender):
             start, arrays, state = ckpt
             run = _Run.from_checkpoint(start, arrays, state, kpad)
             self.history_ = list(state["history"])
-        ustates = [
-            _put((run.current[0][a:b].copy(), run.current[2][a:b].copy(), 0.0), "dsgd-users")
-            for a, b in itertools.pairwise(row_edges)
-        ]
-        istates = [
-            _put((run.current[1][a:b].copy(), run.current[3][a:b].copy()), "dsgd-items")
-            for a, b in itertools.pairwise(col_edges)
-        ]
         split = active_client() is not None
         nxt = run.start
         pending: list[tuple[Any, ...]] = []
@@ -637,29 +677,45 @@ class SGD(Recommender):
                 # Run the next epochs: one per Dask call when each needs a decision
                 # (bold driver, validation), else a round of up to ROUND chained
                 # epochs (a bounded graph: fewer scheduler round trips on small data).
+                # The round starts from the client's copy of the state and ends by
+                # gathering the new one: a worker lost mid-round only costs a rerun.
                 t0 = time.perf_counter()
                 n = self._round_length(nxt, validation, checkpoint, checkpoint_every)
-                cur_u, cur_i, losses, lrs = ustates, istates, [], []
+                lrs = []
                 for e in range(nxt, nxt + n):
                     if self.lr_schedule == "decay":
                         run.lr = float(self.lr) / (1.0 + float(self.lr_decay) * e)
-                    strata = np.random.default_rng([seed, _STRATA, e]).permutation(d)
-                    args = (float(ratings.global_mean), run.lr, float(self.reg))
-                    args += (float(self.reg_bias), bool(self.biases), seed, e)
-                    cur_u, cur_i, loss_d = _epoch_graph(
-                        grid_blocks, cur_u, cur_i, ucounts, icounts, strata, args, e, split
-                    )
-                    losses.append(loss_d)
                     lrs.append(run.lr)
-                losses, cur_u, cur_i = persist(losses, cur_u, cur_i)
+                start_state = run.current
+
+                def build(attempt: int, nxt: int = nxt, lrs: list = lrs, start=start_state):
+                    cur_u, cur_i = _start_states(start, row_edges, col_edges, attempt)
+                    losses = []
+                    for e, lr_e in zip(range(nxt, nxt + len(lrs)), lrs, strict=True):
+                        strata = np.random.default_rng([seed, _STRATA, e]).permutation(d)
+                        args = (float(ratings.global_mean), lr_e, float(self.reg))
+                        args += (float(self.reg_bias), bool(self.biases), seed, e)
+                        cur_u, cur_i, loss_d = _epoch_graph(
+                            grid_blocks, cur_u, cur_i, ucounts, icounts, strata, args, e, split
+                        )
+                        losses.append(loss_d)
+                    return losses, cur_u, cur_i
+
+                losses, us, its = _run_round(build)
+                end = (
+                    np.concatenate([u[0] for u in us]),
+                    np.concatenate([i[0] for i in its]),
+                    np.concatenate([u[1] for u in us]),
+                    np.concatenate([i[1] for i in its]),
+                )
                 secs = (time.perf_counter() - t0) / n
                 last = nxt + n - 1
                 pending = [
-                    (e, lr_e, _peek(ld), *((cur_u, cur_i) if e == last else (None, None)), secs)
+                    (e, lr_e, ld, end if e == last else None, secs)
                     for e, lr_e, ld in zip(range(nxt, nxt + n), lrs, losses, strict=True)
                 ]
                 nxt += n
-            epoch, lr, (sse, pen), new_u, new_i, secs = pending.pop(0)
+            epoch, lr, (sse, pen), new_state, secs = pending.pop(0)
             t0 = time.perf_counter() - secs
             loss = (sse + pen) / nnz
             entry: dict[str, Any] = {
@@ -680,14 +736,11 @@ class SGD(Recommender):
                 entry["restored"] = True
                 run.lr = lr * BOLD_SHRINK
             else:
-                if new_u is not None:  # (mid-round epochs: the round's end holds the states)
-                    ustates, istates = new_u, new_i
-                run.accept(float(loss))
+                # (mid-round epochs are accepted, then the round's last one sets the state)
+                run.accept(float(loss), new_state)
                 if self.lr_schedule == "bold-driver":
                     run.lr = lr * BOLD_GROW
             if validation is not None:
-                if run.current is None:
-                    run.current = _gather(ustates, istates)
                 self._set_factors(run.current, rank)
                 rmse = float(evaluate(self, validation, metrics=["rmse"])["rmse"])
                 entry["val_rmse"] = rmse
@@ -698,8 +751,6 @@ class SGD(Recommender):
             if checkpoint is not None and (
                 done % checkpoint_every == 0 or done == self.n_epochs or run.stopped
             ):
-                if run.current is None:
-                    run.current = _gather(ustates, istates)
                 self._save(checkpoint, done, run, fit_info)
             if run.stopped:
                 break
@@ -708,7 +759,7 @@ class SGD(Recommender):
             final = run.best_arrays
             self.best_epoch_ = int(run.best["epoch"])
         else:
-            final = _gather(ustates, istates) if run.current is None else run.current
+            final = run.current
             self.best_epoch_ = _last_accepted(self.history_)
         if not run.accepted:
             warnings.warn(
@@ -839,10 +890,11 @@ class _Run:
             "best": self.best,
         }
 
-    def accept(self, loss: float) -> None:
+    def accept(self, loss: float, state: tuple[np.ndarray, ...] | None) -> None:
         self.prev_loss = loss
         self.accepted = True
-        self.current = None  # the new factors live on the cluster until gathered
+        if state is not None:  # None mid-round: the round's last epoch brings the state
+            self.current = state
 
     def score(self, epoch: int, rmse: float, patience: int | None) -> None:
         if self.best["rmse"] is None or rmse < self.best["rmse"]:
@@ -858,16 +910,6 @@ def _pad(a: np.ndarray, kpad: int) -> np.ndarray:
     out = np.zeros((a.shape[0], kpad), dtype=a.dtype)
     out[:, : a.shape[1]] = a
     return out
-
-
-def _gather(ustates: list[Any], istates: list[Any]) -> tuple[np.ndarray, ...]:
-    us, its = dask.compute(ustates, istates)
-    return (
-        np.concatenate([s[0] for s in us]),
-        np.concatenate([s[0] for s in its]),
-        np.concatenate([s[1] for s in us]),
-        np.concatenate([s[1] for s in its]),
-    )
 
 
 def _last_accepted(history: list[dict[str, Any]]) -> int:

@@ -298,6 +298,8 @@ BAD = [
     ("init_scale", 0.0),
     ("patience", 0),
     ("seed", -1),
+    ("seed", 2**70),
+    ("seed", 2**63),
     ("dtype", "float16"),
     ("biases", 1),
 ]

@@ -203,8 +203,8 @@ class ALS(Recommender):
     dtype : numpy float dtype
         ``numpy.float32`` (default) or ``numpy.float64`` factors.
     seed : int
-        Seed of the initial factors; the same seed gives the same model on the
-        threaded scheduler and on a distributed cluster.
+        Seed of the initial factors, in ``[0, 2**63 - 1]``; the same seed gives the
+        same model on the threaded scheduler and on a distributed cluster.
     verbose : bool
         Show progress (one line or bar update per iteration).
 
@@ -293,7 +293,7 @@ class ALS(Recommender):
         except TypeError:
             dt = None
         check_param("dtype", self.dtype, dt in _DTYPES, "numpy.float32 or numpy.float64")
-        check_int("seed", self.seed, 0)
+        check_int("seed", self.seed, 0, 2**63 - 1)
         check_choice("verbose", self.verbose, (False, True))
         weighted = (not self.implicit) if self.weighted_reg is None else self.weighted_reg
         return {

@@ -460,7 +460,8 @@ class SGD(Recommender):
         validation RMSE. ``None``: run every epoch. Either way the model
         returned holds the best epoch's factors.
     seed : int or None
-        Seed of every random draw (>= 0). ``None`` draws one, kept in ``seed_``.
+        Seed of every random draw, in ``[0, 2**63 - 1]``. ``None`` draws one, kept in
+        ``seed_``.
     dtype : {"float32", "float64"}
         Precision of the factors.
     verbose : bool
@@ -546,7 +547,7 @@ class SGD(Recommender):
         if self.patience is not None:
             check_int("patience", self.patience, 1)
         if self.seed is not None:
-            check_int("seed", self.seed, 0)
+            check_int("seed", self.seed, 0, 2**63 - 1)
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_param("verbose", self.verbose, isinstance(self.verbose, bool), "True or False")
 

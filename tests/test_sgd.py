@@ -478,3 +478,20 @@ def test_worker_killed_during_a_round_gives_the_same_model(client):
             client.wait_for_workers(2, timeout=600)
     assert killed, "no worker was killed mid-round"
     _same_model(got, ref)
+
+
+# -------------------------------------------------------------- validation
+def test_validation_sharing_no_user_or_item_is_refused_before_work(small):
+    train = random_frame(20, 10, 0.5, seed=0)
+    other_users = train.assign(user=train["user"] + 1000)
+    other_items = train.assign(item=train["item"] + 1000)
+    model = dmf.SGD(rank=2, n_epochs=2, grid=1)
+    with pytest.raises(dmf.RatingsError, match=r"validation shares no users .* 20 training users"):
+        model.fit(dmf.from_pandas(train), validation=other_users)
+    assert not model.is_fitted
+    with pytest.raises(dmf.RatingsError, match=r"validation shares no items"):
+        model.fit(dmf.from_pandas(train), validation=other_items)
+    assert not model.is_fitted
+    # Partly unseen is fine (those ratings are cold-start predictions).
+    mixed = pd.concat([train.head(5), other_items.tail(5)])
+    assert "val_rmse" in model.fit(dmf.from_pandas(train), validation=mixed).history

@@ -46,10 +46,12 @@ from dmf._errors import (
     ConvergenceError,
     DMFWarning,
     ParameterError,
+    RatingsError,
     check_choice,
     check_float,
     check_int,
     check_param,
+    first_rows,
 )
 from dmf._kernels.sgd import kernel_for, tile_offsets, tile_rows, visit_segments
 from dmf._ratings import Ratings, check_ratings
@@ -578,7 +580,9 @@ class SGD(Recommender):
             Training data.
         validation : dmf.Ratings or pandas.DataFrame, optional
             Held-out ratings scored (RMSE) after every epoch; the returned model
-            is the best epoch's, and ``patience`` stops early.
+            is the best epoch's, and ``patience`` stops early. It must share at
+            least one user and one item with ``ratings`` (else
+            :class:`dmf.RatingsError` before any epoch).
         checkpoint : str, optional
             Local path or fsspec URL of a checkpoint store, saved every
             ``checkpoint_every`` epochs (crash-safe).
@@ -622,6 +626,7 @@ class SGD(Recommender):
             checkpoint = os.fspath(checkpoint)
         if validation is not None:
             validation = check_ratings(to_ratings(validation, name="validation"), "validation")
+            _check_overlap(validation, ratings)
 
         ckpt = None
         if resume:
@@ -905,6 +910,26 @@ class _Run:
             self.best["since"] += 1
         if patience is not None and self.best["since"] >= int(patience):
             self.stopped = True
+
+
+def _check_overlap(validation: Ratings, ratings: Ratings) -> None:
+    """Refuse a validation set sharing no user or no item with the training data.
+
+    Its RMSE would come from cold-start predictions only, the same for every
+    epoch: early stopping and best-epoch selection would be meaningless.
+    """
+    for side, val_ids, train_ids in (
+        ("users", validation.users, ratings.users),
+        ("items", validation.items, ratings.items),
+    ):
+        if not (train_ids.get_indexer(val_ids) >= 0).any():
+            raise RatingsError(
+                f"validation shares no {side} with the training data: none of its "
+                f"{len(val_ids)} {side} (first {first_rows(map(repr, val_ids))}) is among "
+                f"the {len(train_ids)} training {side}, so its RMSE could not change between "
+                "epochs; validate on held-out ratings of the training users and items "
+                "(e.g. dmf.split)"
+            )
 
 
 def _pad(a: np.ndarray, kpad: int) -> np.ndarray:

@@ -485,7 +485,8 @@ class SGD(Recommender):
         by the number of ratings, with each squared error measured during the
         pass just before its rating's update), ``train_rmse`` (from the same
         errors), ``val_rmse`` (with ``validation=``), ``lr`` (the rate used),
-        ``restored`` (bold driver threw the epoch away), ``seconds``.
+        ``restored`` (only with ``"bold-driver"``: the epoch was thrown away),
+        ``seconds``.
 
     Examples
     --------
@@ -729,8 +730,9 @@ class SGD(Recommender):
                 "loss": float(loss),
                 "train_rmse": math.sqrt(sse / nnz) if math.isfinite(sse) else math.nan,
                 "lr": lr,
-                "restored": False,
             }
+            if self.lr_schedule == "bold-driver":
+                entry["restored"] = False
             rose = run.prev_loss is not None and loss > run.prev_loss
             if not math.isfinite(loss) and self.lr_schedule != "bold-driver":
                 raise ConvergenceError(

@@ -22,7 +22,7 @@ class Evaluate:
             raise NotImplementedError(f"shape {shape!r} skipped")
         self.model = models[shape]
         self.train, self.test = ratings(shape)
-        warm_up()
+        warm_up(serving=True)
 
     def time_rmse_mae(self, models: dict[str, Any], shape: str) -> None:
         import dmf

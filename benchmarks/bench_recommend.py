@@ -29,7 +29,7 @@ class RecommendAll:
         if not hasattr(self.model, "recommend_all"):
             raise NotImplementedError("recommend_all is not available in this version")
         self.train, _ = ratings(shape)
-        warm_up()
+        warm_up(serving=True)
 
     def time_recommend_all(self, models: dict[str, Any], shape: str) -> None:
         _compute(self.model.recommend_all(k=10, exclude=self.train))

@@ -35,6 +35,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "ALS",
     "METHODS",
+    "SGD",
     "Baseline",
     "Blend",
     "ClusterError",
@@ -47,7 +48,6 @@ __all__ = [
     "Ratings",
     "RatingsError",
     "Recommender",
-    "SGD",
     "StoreError",
     "UnknownIdError",
     "__version__",

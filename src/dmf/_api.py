@@ -59,7 +59,18 @@ def fit(
     >>> dmf.fit(r, method="baseline", reg_item=0.0).global_mean_
     4.0
     """
-    if method not in METHODS:
+    est, fit_kwargs = make_estimator(method, params)
+    with performance_report(report):
+        return est.fit(ratings, **fit_kwargs)
+
+
+def make_estimator(method: Any, params: dict[str, Any]) -> tuple[Recommender, dict[str, Any]]:
+    """The estimator named by ``method`` and the share of ``params`` that goes to its ``fit``.
+
+    Constructor parameters build the estimator; names ``fit`` takes are returned
+    for it; any other name is a :class:`dmf.ParameterError`.
+    """
+    if not isinstance(method, str) or method not in METHODS:
         raise ParameterError(f"method={method!r} is unknown; choose one of {sorted(METHODS)}")
     cls = METHODS[method]
     fit_names = set(inspect.signature(cls.fit).parameters) - {"self", "ratings"}
@@ -71,5 +82,4 @@ def fit(
             f"it takes {sorted(ctor_names | fit_names)}"
         )
     est = cls(**{k: v for k, v in params.items() if k in ctor_names})
-    with performance_report(report):
-        return est.fit(ratings, **{k: v for k, v in params.items() if k in fit_names})
+    return est, {k: v for k, v in params.items() if k in fit_names}

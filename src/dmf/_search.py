@@ -13,7 +13,6 @@ each fold's blocks moving to where its fits run.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import threading
 import time
@@ -24,7 +23,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from dmf._api import METHODS
+from dmf._api import make_estimator
 from dmf._compute import key
 from dmf._errors import ParameterError, check_int
 from dmf._metrics import _parse_metrics, evaluate
@@ -115,22 +114,12 @@ def _fit_evaluate(
 
 
 def _check_method(method: Any) -> type:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ParameterError(f"method={method!r} is unknown; choose one of {sorted(METHODS)}")
-    return METHODS[method]
+    return type(make_estimator(method, {})[0])
 
 
 def _check_params(cls: type, method: str, params: dict[str, Any]) -> None:
     """Unknown names or bad values fail here, before any task is submitted."""
-    fit_names = set(inspect.signature(cls.fit).parameters) - {"self", "ratings"}
-    ctor = set(cls._param_names())
-    unknown = set(params) - fit_names - ctor
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter(s) {sorted(unknown)} for method={method!r}; "
-            f"it takes {sorted(ctor | fit_names)}"
-        )
-    est = cls(**{k: v for k, v in params.items() if k in ctor})
+    est, _ = make_estimator(method, params)
     validate = getattr(est, "_validate_params", None)
     if validate is not None:
         validate()

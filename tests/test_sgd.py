@@ -141,6 +141,44 @@ def test_threaded_and_distributed_are_bit_identical(small, client):
     np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
 
 
+@pytest.mark.parametrize(
+    ("grid", "extra"),
+    [
+        (1, {}),
+        (2, {"n_epochs": 10}),  # two chained rounds
+        (3, {"lr_schedule": "bold-driver", "lr": 0.5}),  # restores and regrows
+        (2, {"lr_schedule": "decay", "patience": 2}),
+    ],
+)
+def test_inprocess_rounds_equal_dask_rounds(small, monkeypatch, grid, extra):
+    """Small fits with no Client run strata on a thread pool: bit-identical to the graph."""
+    import dmf._sgd as sgd
+
+    params = {"rank": 8, "n_epochs": 4, "grid": grid, "seed": 5, "lr": 0.02, **extra}
+    valid = random_ratings(**{**SMALL, "seed": 4}) if "patience" in extra else None
+    calls = []
+    monkeypatch.setattr(sgd, "_dask_round", lambda *a: calls.append(a) or pytest.fail())
+    a = dmf.SGD(**params).fit(small, validation=valid)
+    monkeypatch.undo()
+    monkeypatch.setattr(sgd, "INPROCESS_NNZ", 0)  # the Dask graph on the threaded scheduler
+    b = dmf.SGD(**params).fit(small, validation=valid)
+    assert not calls
+    _same_model(a, b)
+    if extra.get("lr_schedule") == "bold-driver":
+        assert a.history["restored"].any() and not a.history["restored"].all()
+
+
+def test_penalty_sums_match_numpy():
+    from dmf._kernels.sgd import penalty_sums
+
+    rng = np.random.default_rng(0)
+    F, b, n = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=7), rng.random(7)
+    sf, sb = penalty_sums(F, b.astype(np.float32), n)
+    np.testing.assert_allclose(sf, n @ (F.astype(np.float64) ** 2).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(sb, n @ b.astype(np.float32).astype(np.float64) ** 2, rtol=1e-12)
+    assert penalty_sums(F[:0], b[:0], n[:0]) == (0.0, 0.0)
+
+
 def test_same_seed_same_model_other_seed_other_model(small):
     a = dmf.SGD(rank=4, n_epochs=2, grid=2, seed=1).fit(small)
     b = dmf.SGD(rank=4, n_epochs=2, grid=2, seed=1).fit(small)

@@ -43,6 +43,7 @@ from numba.extending import intrinsic
 __all__ = [
     "CHUNK",
     "kernel_for",
+    "penalty_sums",
     "sgd_block",
     "tile_offsets",
     "tile_rows",
@@ -207,6 +208,22 @@ def kernel_for(rank: int) -> Any:
             if fn is None:
                 fn = _KERNELS[rank] = _make_kernel(int(rank))
     return fn
+
+
+@njit(nogil=True, cache=False)
+def penalty_sums(F: np.ndarray, b: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """``(sum_r counts[r] * |F[r]|^2, sum_r counts[r] * b[r]^2)``, accumulated in float64."""
+    sf = 0.0
+    sb = 0.0
+    for r in range(F.shape[0]):
+        s = 0.0
+        for f in range(F.shape[1]):
+            x = np.float64(F[r, f])
+            s += x * x
+        x = np.float64(b[r])
+        sf += counts[r] * s
+        sb += counts[r] * x * x
+    return sf, sb
 
 
 def _reference_sgd_block(

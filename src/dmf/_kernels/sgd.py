@@ -210,7 +210,7 @@ def kernel_for(rank: int) -> Any:
     return fn
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=False, fastmath=True)
 def penalty_sums(F: np.ndarray, b: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     """``(sum_r counts[r] * |F[r]|^2, sum_r counts[r] * b[r]^2)``, accumulated in float64."""
     sf = 0.0

@@ -14,8 +14,10 @@ Two models, each with an exact (Gram + Cholesky) and a conjugate-gradient path:
 
 CG runs ``cg_steps`` steps warm-started from the incoming factors without forming
 the Gram (Takacs et al. 2011, as the ``implicit`` library does); Cholesky gathers
-the block's factor rows into a dense buffer and forms the Gram with one BLAS call
-per row. ``nonnegative`` uses the Gram and projected coordinate descent (an exact
+each row's factor rows, transposed, into a dense chunk buffer and forms only the
+lower triangle of the Gram with a register-tiled numba kernel (half a GEMM's
+multiply-adds, no per-row BLAS call overhead), then factors it with the same
+4x4-tile kernel. ``nonnegative`` uses the Gram and projected coordinate descent (an exact
 NNLS solver for the factor part; biases stay unconstrained).
 
 Rows with no ratings get zero factors and zero bias (cold start). The kernels
@@ -35,40 +37,162 @@ __all__ = ["explicit_block", "implicit_block"]
 _FM = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@njit(nogil=True, cache=False, fastmath=_FM)
-def _chol_solve(A, rhs, L, z):
-    """Solve ``A z = rhs`` by Cholesky (``A`` symmetric positive definite); ``L`` is scratch.
+# Rows of one Gram chunk: the Gram of a long row is accumulated over chunks of this many
+# ratings so the gathered factors stay in L2. A multiple of 8; the buffer's row stride is
+# padded by 8 (not a power of two) so the transposed gather does not thrash cache sets.
+_CHUNK = 512
 
-    A matrix that is not positive definite yields NaN in ``z`` (caught by the caller).
+
+@njit(nogil=True, cache=False)
+def _round_up(x, m):
+    return (x + m - 1) // m * m
+
+
+@njit(nogil=True, cache=False, fastmath=_FM)
+def _tile_dots(P, a0, b0, m, T):
+    """``T[r, s] += P[a0 + r, :m] . P[b0 + s, :m]`` for ``r, s < 4``: 16 dot products at once.
+
+    The micro-kernel of the Gram and of the Cholesky factorisation: the inner loop
+    over ``m`` vectorises with 16 accumulators, 8 loads for 16 multiply-adds.
     """
-    k = A.shape[0]
-    for j in range(k):
-        Lj = L[j]
-        d = A[j, j]
-        for p in range(j):
-            d -= Lj[p] * Lj[p]
-        if not d > 0:
-            d = np.nan
-        d = np.sqrt(d)
-        Lj[j] = d
-        inv = 1.0 / d
-        for i in range(j + 1, k):
-            Li = L[i]
-            v = A[i, j]
-            for p in range(j):
-                v -= Li[p] * Lj[p]
-            Li[j] = v * inv
-    for i in range(k):
-        s = rhs[i]
-        Li = L[i]
-        for p in range(i):
-            s -= Li[p] * z[p]
-        z[i] = s / Li[i]
-    for i in range(k - 1, -1, -1):
+    # fmt: off
+    c00 = T[0, 0]; c01 = T[0, 1]; c02 = T[0, 2]; c03 = T[0, 3]  # noqa: E702
+    c10 = T[1, 0]; c11 = T[1, 1]; c12 = T[1, 2]; c13 = T[1, 3]  # noqa: E702
+    c20 = T[2, 0]; c21 = T[2, 1]; c22 = T[2, 2]; c23 = T[2, 3]  # noqa: E702
+    c30 = T[3, 0]; c31 = T[3, 1]; c32 = T[3, 2]; c33 = T[3, 3]  # noqa: E702
+    for i in range(m):
+        p0 = P[a0, i]; p1 = P[a0 + 1, i]; p2 = P[a0 + 2, i]; p3 = P[a0 + 3, i]  # noqa: E702
+        q0 = P[b0, i]; q1 = P[b0 + 1, i]; q2 = P[b0 + 2, i]; q3 = P[b0 + 3, i]  # noqa: E702
+        c00 += p0 * q0; c01 += p0 * q1; c02 += p0 * q2; c03 += p0 * q3  # noqa: E702
+        c10 += p1 * q0; c11 += p1 * q1; c12 += p1 * q2; c13 += p1 * q3  # noqa: E702
+        c20 += p2 * q0; c21 += p2 * q1; c22 += p2 * q2; c23 += p2 * q3  # noqa: E702
+        c30 += p3 * q0; c31 += p3 * q1; c32 += p3 * q2; c33 += p3 * q3  # noqa: E702
+    T[0, 0] = c00; T[0, 1] = c01; T[0, 2] = c02; T[0, 3] = c03  # noqa: E702
+    T[1, 0] = c10; T[1, 1] = c11; T[1, 2] = c12; T[1, 3] = c13  # noqa: E702
+    T[2, 0] = c20; T[2, 1] = c21; T[2, 2] = c22; T[2, 3] = c23  # noqa: E702
+    T[3, 0] = c30; T[3, 1] = c31; T[3, 2] = c32; T[3, 3] = c33  # noqa: E702
+    # fmt: on
+
+
+@njit(nogil=True, cache=False, fastmath=_FM)
+def _gram_lower(GT, n, A, T):
+    """``A += GT[:, :n] GT[:, :n]^T`` on the 4x4 tiles on and below the diagonal.
+
+    ``GT`` has a multiple of 4 rows and zeros in columns ``n`` to ``round8(n)``
+    (so the dot loops need no remainder); ``T`` is 4x4 scratch. Only the lower
+    triangle of ``A`` (plus the upper halves of the diagonal tiles) is written:
+    half the multiply-adds of a GEMM for the same symmetric result.
+    """
+    K = GT.shape[0]
+    m = _round_up(n, 8)
+    for a0 in range(0, K, 4):
+        for b0 in range(0, a0 + 1, 4):
+            for r in range(4):
+                for s in range(4):
+                    T[r, s] = A[a0 + r, b0 + s]
+            _tile_dots(GT, a0, b0, m, T)
+            for r in range(4):
+                for s in range(4):
+                    A[a0 + r, b0 + s] = T[r, s]
+
+
+@njit(nogil=True, cache=False, fastmath=_FM)
+def _gather_t(GT, indices, lo, n, Y):
+    """``GT[q, i] = Y[indices[lo + i], q]`` for ``i < n``, ``q < k``; zeros to ``round8(n)``.
+
+    Eight ratings at a time so each factor row is read once and each ``GT`` row is
+    written eight contiguous values at a time.
+    """
+    k = Y.shape[1]
+    last = lo + n - 1
+    for i0 in range(0, n, 8):
+        b = lo + i0
+        j0 = indices[b]
+        j1 = indices[min(b + 1, last)]
+        j2 = indices[min(b + 2, last)]
+        j3 = indices[min(b + 3, last)]
+        j4 = indices[min(b + 4, last)]
+        j5 = indices[min(b + 5, last)]
+        j6 = indices[min(b + 6, last)]
+        j7 = indices[min(b + 7, last)]
+        # fmt: off
+        for q in range(k):
+            GT[q, i0] = Y[j0, q]; GT[q, i0 + 1] = Y[j1, q]  # noqa: E702
+            GT[q, i0 + 2] = Y[j2, q]; GT[q, i0 + 3] = Y[j3, q]  # noqa: E702
+            GT[q, i0 + 4] = Y[j4, q]; GT[q, i0 + 5] = Y[j5, q]  # noqa: E702
+            GT[q, i0 + 6] = Y[j6, q]; GT[q, i0 + 7] = Y[j7, q]  # noqa: E702
+        # fmt: on
+    m = _round_up(n, 8)
+    for q in range(GT.shape[0]):
+        for i in range(n, m):
+            GT[q, i] = 0
+
+
+@njit(nogil=True, cache=False, fastmath=_FM)
+def _chol_lower(M, L, T, dinv):
+    """Cholesky ``M = L L^T`` from the lower triangle of ``M``, by 4x4 tiles.
+
+    ``M`` is ``K x K`` with ``K`` a multiple of 4 (pad with an identity block);
+    ``L`` must be all zero on entry with at least ``round8(K)`` columns (the zeros
+    let every dot product run over a multiple of 8). Left-looking: each tile is
+    ``M`` minus 16 dot products of already-computed rows (:func:`_tile_dots`), then
+    a 4x4 factorisation or triangular solve. A pivot that is not positive (``M``
+    not positive definite) gives NaN, caught by the caller's finiteness check.
+    ``T`` (4x4) and ``dinv`` (4) are scratch.
+    """
+    K = M.shape[0]
+    for j0 in range(0, K, 4):
+        m = _round_up(j0, 8)
+        for i0 in range(j0, K, 4):
+            for r in range(4):
+                for s in range(4):
+                    T[r, s] = -M[i0 + r, j0 + s]
+            _tile_dots(L, i0, j0, m, T)
+            if i0 == j0:
+                for c in range(4):
+                    d = -T[c, c]
+                    for p in range(c):
+                        d -= L[j0 + c, j0 + p] * L[j0 + c, j0 + p]
+                    if not d > 0:
+                        d = np.nan
+                    d = np.sqrt(d)
+                    L[j0 + c, j0 + c] = d
+                    inv = 1 / d
+                    dinv[c] = inv
+                    for r in range(c + 1, 4):
+                        v = -T[r, c]
+                        for p in range(c):
+                            v -= L[j0 + r, j0 + p] * L[j0 + c, j0 + p]
+                        L[j0 + r, j0 + c] = v * inv
+            else:
+                for r in range(4):
+                    for c in range(4):
+                        v = -T[r, c]
+                        for p in range(c):
+                            v -= L[i0 + r, j0 + p] * L[j0 + c, j0 + p]
+                        L[i0 + r, j0 + c] = v * dinv[c]
+
+
+@njit(nogil=True, cache=False, fastmath=_FM)
+def _chol_solve_lower(L, rhs, z):
+    """Solve ``L L^T z = rhs`` (``L`` from :func:`_chol_lower`, zero above the diagonal).
+
+    ``z`` needs ``L.shape[1]`` (``>= round8(K)``) entries; those past ``K`` are set to zero.
+    """
+    K = L.shape[0]
+    for i in range(z.shape[0]):
+        z[i] = 0
+    for i in range(K):
+        # z[i:] is still zero and so is L[i, i + 1:], so the dot may run to round8(i)
         s = z[i]
-        for p in range(i + 1, k):
-            s -= L[p, i] * z[p]
-        z[i] = s / L[i, i]
+        for p in range(_round_up(i, 8)):
+            s += L[i, p] * z[p]
+        z[i] = (rhs[i] - s) / L[i, i]
+    for i in range(K - 1, -1, -1):
+        zi = z[i] / L[i, i]
+        z[i] = zi
+        for p in range(i):
+            z[p] -= zi * L[i, p]
 
 
 @njit(nogil=True, cache=False)
@@ -168,17 +292,27 @@ def _explicit_gram(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, no
     k = Y.shape[1]
     k1 = k + 1
     dt = Y.dtype
-    maxn = _max_count(indptr)
-    G = np.empty((maxn, k1), dt)
-    t = np.empty(maxn, dt)
-    L = np.empty((k1, k1), dt)
-    z = np.empty(k1, dt)
+    # One Gram of the rows [y_j (k), 1, t_j, zero padding] over a row's ratings gives
+    # F^T F (features f_j = [y_j, 1]), the right-hand side F^T t and t.t at once.
+    K = _round_up(k + 2, 4)
+    Kc = _round_up(k1, 4)  # the system, padded with an identity block
+    GT = np.zeros((K, _CHUNK + 8), dt)
+    A = np.empty((K, K), dt)
+    M = np.zeros((Kc, Kc), dt)
+    L = np.empty((Kc, _round_up(Kc, 8)), dt)
+    T = np.empty((4, 4), dt)
+    dinv = np.empty(4, dt)
+    rhs = np.zeros(Kc, dt)
+    z = np.empty(_round_up(Kc, 8), dt)
     g = np.empty(k1, dt)
+    for a in range(k1, Kc):
+        M[a, a] = 1
     sse = 0.0
     reg_term = 0.0
     for u in range(n_rows):
         lo = indptr[u]
-        n = indptr[u + 1] - lo
+        hi = indptr[u + 1]
+        n = hi - lo
         if n == 0:
             X[u, :] = 0
             b[u] = 0
@@ -186,31 +320,37 @@ def _explicit_gram(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, no
         w = n if weighted else 1
         lam = reg * w
         lamb = reg_bias * w
-        for idx in range(n):
-            jj = lo + idx
-            j = indices[jj]
-            t[idx] = data[jj] - mu - yb[j]
-            yj = Y[j]
-            for q in range(k):
-                G[idx, q] = yj[q]
-            G[idx, k] = 1
-        Gn = G[:n]
-        A = np.dot(Gn.T, Gn)
-        rhs = np.dot(Gn.T, t[:n])
-        if want_loss:
-            tt = 0.0
-            for idx in range(n):
-                tt += t[idx] * t[idx]
+        A[:] = 0
+        tt = 0.0
+        for c0 in range(lo, hi, _CHUNK):
+            nc = min(_CHUNK, hi - c0)
+            _gather_t(GT, indices, c0, nc, Y)
+            for idx in range(nc):
+                jj = c0 + idx
+                t = data[jj] - mu - yb[indices[jj]]
+                GT[k, idx] = 1
+                GT[k + 1, idx] = t
+                tt += t * t
+            _gram_lower(GT, nc, A, T)
+        for a in range(k1):
+            for q in range(a + 1):
+                M[a, q] = A[a, q]
+            rhs[a] = A[k + 1, a]
         for q in range(k):
-            A[q, q] += lam
-        A[k, k] += lamb
+            M[q, q] += lam
+        M[k, k] += lamb
         if nonneg:
+            for a in range(k1):
+                for q in range(a + 1, k1):
+                    M[a, q] = M[q, a]
             for q in range(k):
                 z[q] = X[u, q]
             z[k] = b[u]
-            _nnls_cd(A, rhs, z, k, g)
+            _nnls_cd(M[:k1, :k1], rhs[:k1], z[:k1], k, g)
         else:
-            _chol_solve(A, rhs, L, z)
+            L[:] = 0
+            _chol_lower(M, L, T, dinv)
+            _chol_solve_lower(L, rhs, z)
         xx = 0.0
         for q in range(k):
             X[u, q] = z[q]
@@ -219,17 +359,17 @@ def _explicit_gram(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, no
         penalty = lam * xx + lamb * z[k] * z[k]
         reg_term += penalty
         if want_loss:
-            # ||t - G z||^2 = t.t - 2 z.rhs + z'(A - D)z, in O(k^2) rather than a pass over
-            # the row; float64 sums keep the cancellation harmless.
-            zaz = 0.0
+            # ||t - F z||^2 = t.t - 2 z.rhs + z'(M - D)z, in O(k^2) rather than a pass over
+            # the row (M from its lower triangle); float64 sums keep the cancellation harmless.
+            zmz = 0.0
             zr = 0.0
             for a in range(k1):
                 row = 0.0
-                for q in range(k1):
-                    row += A[a, q] * z[q]
-                zaz += row * z[a]
+                for q in range(a):
+                    row += M[a, q] * z[q]
+                zmz += (2.0 * row + M[a, a] * z[a]) * z[a]
                 zr += rhs[a] * z[a]
-            sse += max(tt - 2.0 * zr + zaz - penalty, 0.0)
+            sse += max(tt - 2.0 * zr + zmz - penalty, 0.0)
     return sse, reg_term
 
 
@@ -364,44 +504,60 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
     n_rows = indptr.shape[0] - 1
     k = Y.shape[1]
     dt = Y.dtype
-    maxn = _max_count(indptr)
-    G = np.empty((maxn, k), dt)
-    L = np.empty((k, k), dt)
-    x = np.empty(k, dt)
+    K = _round_up(k, 4)  # Gram rows sqrt(c - 1) y_j, zero padding; system padded by identity
+    GT = np.zeros((K, _CHUNK + 8), dt)
+    A = np.empty((K, K), dt)
+    L = np.empty((K, _round_up(K, 8)), dt)
+    T = np.empty((4, 4), dt)
+    dinv = np.empty(4, dt)
+    sc = np.empty(_CHUNK, dt)
+    wp = np.empty(_CHUNK, dt)
+    x = np.empty(_round_up(K, 8), dt)
     g = np.empty(k, dt)
-    rhs = np.empty(k, dt)
+    rhs = np.zeros(K, dt)
     loss = 0.0
     reg_term = 0.0
     for u in range(n_rows):
         lo = indptr[u]
-        n = indptr[u + 1] - lo
+        hi = indptr[u + 1]
+        n = hi - lo
         if n == 0:
             X[u, :] = 0
             continue
         lam = reg * n if weighted else reg
+        A[:] = 0
         rhs[:] = 0
-        for idx in range(n):
-            jj = lo + idx
-            yj = Y[indices[jj]]
-            c = 1 + alpha * data[jj]
-            sc = np.sqrt(c - 1)
+        for c0 in range(lo, hi, _CHUNK):
+            nc = min(_CHUNK, hi - c0)
+            _gather_t(GT, indices, c0, nc, Y)
+            for idx in range(nc):
+                c = 1 + alpha * data[c0 + idx]
+                sc[idx] = np.sqrt(c - 1)
+                wp[idx] = c if data[c0 + idx] > 0 else 0
             for q in range(k):
-                G[idx, q] = sc * yj[q]
-            if data[jj] > 0:
-                for q in range(k):
-                    rhs[q] += c * yj[q]
-        Gn = G[:n]
-        A = np.dot(Gn.T, Gn)
+                s = rhs[q]
+                for idx in range(nc):
+                    s += wp[idx] * GT[q, idx]
+                    GT[q, idx] *= sc[idx]
+                rhs[q] = s
+            _gram_lower(GT, nc, A, T)
         for a in range(k):
-            for q in range(k):
+            for q in range(a + 1):
                 A[a, q] += YtY[a, q]
             A[a, a] += lam
+        for a in range(k, K):
+            A[a, a] = 1
         if nonneg:
+            for a in range(k):
+                for q in range(a + 1, k):
+                    A[a, q] = A[q, a]
             for q in range(k):
                 x[q] = X[u, q]
-            _nnls_cd(A, rhs, x, k, g)
+            _nnls_cd(A[:k, :k], rhs[:k], x[:k], k, g)
         else:
-            _chol_solve(A, rhs, L, x)
+            L[:] = 0
+            _chol_lower(A, L, T, dinv)
+            _chol_solve_lower(L, rhs, x)
         xx = 0.0
         for q in range(k):
             X[u, q] = x[q]

@@ -59,7 +59,6 @@ def gram_loop_seconds(csrs, V, threads: int) -> float:
         K = _round_up(k + 2, 4)
         GT = np.zeros((K, _CHUNK + 8), Y.dtype)
         A = np.empty((K, K), Y.dtype)
-        T = np.empty((4, 4), Y.dtype)
         acc = 0.0
         for u in range(indptr.shape[0] - 1):
             lo, hi = indptr[u], indptr[u + 1]
@@ -70,7 +69,7 @@ def gram_loop_seconds(csrs, V, threads: int) -> float:
                 for idx in range(nc):
                     GT[k, idx] = 1
                     GT[k + 1, idx] = data[c0 + idx]
-                _gram_lower(GT, nc, A, T)
+                _gram_lower(GT, nc, A)
             acc += A[0, 0]
         return acc
 

@@ -36,7 +36,7 @@ def test_gram_lower_equals_numpy(dt, n, rows):
     GT[:, :n] = rng.standard_normal((rows, n))
     A0 = rng.standard_normal((rows, rows)).astype(dt)
     A = A0.copy()
-    _gram_lower(GT, n, A, np.empty((4, 4), dt))
+    _gram_lower(GT, n, A)
     ref = A0.astype(np.float64) + GT[:, :n].astype(np.float64) @ GT[:, :n].T.astype(np.float64)
     low = np.tril_indices(rows)
     scale = max(1.0, np.abs(ref).max())
@@ -73,7 +73,7 @@ def test_tiled_cholesky_solves_spd_system(dt, k):
     rhs[:k] = rng.standard_normal(k)
     L = np.zeros((K, _round_up(K, 8)), dt)
     z = np.full(_round_up(K, 8), np.nan, dt)
-    _chol_lower(M, L, np.empty((4, 4), dt), np.empty(4, dt))
+    _chol_lower(M, L, np.empty((4, 4), dt))
     np.testing.assert_allclose(
         L[:k, :k],
         np.linalg.cholesky(S),
@@ -98,7 +98,7 @@ def test_tiled_cholesky_not_positive_definite_gives_nan(dt):
     M[5, 5] = -1.0
     L = np.zeros((8, 8), dt)
     z = np.zeros(8, dt)
-    _chol_lower(M, L, np.empty((4, 4), dt), np.empty(4, dt))
+    _chol_lower(M, L, np.empty((4, 4), dt))
     _chol_solve_lower(L, np.ones(8, dt), z)
     assert np.isnan(z).any()
 

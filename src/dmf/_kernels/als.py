@@ -49,17 +49,17 @@ def _round_up(x, m):
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
-def _tile_dots(P, a0, b0, m, T):
-    """``T[r, s] += P[a0 + r, :m] . P[b0 + s, :m]`` for ``r, s < 4``: 16 dot products at once.
+def _tile_dots(P, a0, b0, m, C, c0, d0):
+    """``C[c0 + r, d0 + s] += P[a0 + r, :m] . P[b0 + s, :m]`` for ``r, s < 4``: 16 dot products.
 
     The micro-kernel of the Gram and of the Cholesky factorisation: the inner loop
     over ``m`` vectorises with 16 accumulators, 8 loads for 16 multiply-adds.
     """
     # fmt: off
-    c00 = T[0, 0]; c01 = T[0, 1]; c02 = T[0, 2]; c03 = T[0, 3]  # noqa: E702
-    c10 = T[1, 0]; c11 = T[1, 1]; c12 = T[1, 2]; c13 = T[1, 3]  # noqa: E702
-    c20 = T[2, 0]; c21 = T[2, 1]; c22 = T[2, 2]; c23 = T[2, 3]  # noqa: E702
-    c30 = T[3, 0]; c31 = T[3, 1]; c32 = T[3, 2]; c33 = T[3, 3]  # noqa: E702
+    c00 = C[c0, d0]; c01 = C[c0, d0 + 1]; c02 = C[c0, d0 + 2]; c03 = C[c0, d0 + 3]  # noqa: E702
+    c10 = C[c0 + 1, d0]; c11 = C[c0 + 1, d0 + 1]; c12 = C[c0 + 1, d0 + 2]; c13 = C[c0 + 1, d0 + 3]  # noqa: E702
+    c20 = C[c0 + 2, d0]; c21 = C[c0 + 2, d0 + 1]; c22 = C[c0 + 2, d0 + 2]; c23 = C[c0 + 2, d0 + 3]  # noqa: E702
+    c30 = C[c0 + 3, d0]; c31 = C[c0 + 3, d0 + 1]; c32 = C[c0 + 3, d0 + 2]; c33 = C[c0 + 3, d0 + 3]  # noqa: E702
     for i in range(m):
         p0 = P[a0, i]; p1 = P[a0 + 1, i]; p2 = P[a0 + 2, i]; p3 = P[a0 + 3, i]  # noqa: E702
         q0 = P[b0, i]; q1 = P[b0 + 1, i]; q2 = P[b0 + 2, i]; q3 = P[b0 + 3, i]  # noqa: E702
@@ -67,19 +67,19 @@ def _tile_dots(P, a0, b0, m, T):
         c10 += p1 * q0; c11 += p1 * q1; c12 += p1 * q2; c13 += p1 * q3  # noqa: E702
         c20 += p2 * q0; c21 += p2 * q1; c22 += p2 * q2; c23 += p2 * q3  # noqa: E702
         c30 += p3 * q0; c31 += p3 * q1; c32 += p3 * q2; c33 += p3 * q3  # noqa: E702
-    T[0, 0] = c00; T[0, 1] = c01; T[0, 2] = c02; T[0, 3] = c03  # noqa: E702
-    T[1, 0] = c10; T[1, 1] = c11; T[1, 2] = c12; T[1, 3] = c13  # noqa: E702
-    T[2, 0] = c20; T[2, 1] = c21; T[2, 2] = c22; T[2, 3] = c23  # noqa: E702
-    T[3, 0] = c30; T[3, 1] = c31; T[3, 2] = c32; T[3, 3] = c33  # noqa: E702
+    C[c0, d0] = c00; C[c0, d0 + 1] = c01; C[c0, d0 + 2] = c02; C[c0, d0 + 3] = c03  # noqa: E702
+    C[c0 + 1, d0] = c10; C[c0 + 1, d0 + 1] = c11; C[c0 + 1, d0 + 2] = c12; C[c0 + 1, d0 + 3] = c13  # noqa: E702
+    C[c0 + 2, d0] = c20; C[c0 + 2, d0 + 1] = c21; C[c0 + 2, d0 + 2] = c22; C[c0 + 2, d0 + 3] = c23  # noqa: E702
+    C[c0 + 3, d0] = c30; C[c0 + 3, d0 + 1] = c31; C[c0 + 3, d0 + 2] = c32; C[c0 + 3, d0 + 3] = c33  # noqa: E702
     # fmt: on
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
-def _gram_lower(GT, n, A, T):
+def _gram_lower(GT, n, A):
     """``A += GT[:, :n] GT[:, :n]^T`` on the 4x4 tiles on and below the diagonal.
 
     ``GT`` has a multiple of 4 rows and zeros in columns ``n`` to ``round8(n)``
-    (so the dot loops need no remainder); ``T`` is 4x4 scratch. Only the lower
+    (so the dot loops need no remainder). Only the lower
     triangle of ``A`` (plus the upper halves of the diagonal tiles) is written:
     half the multiply-adds of a GEMM for the same symmetric result.
     """
@@ -87,13 +87,7 @@ def _gram_lower(GT, n, A, T):
     m = _round_up(n, 8)
     for a0 in range(0, K, 4):
         for b0 in range(0, a0 + 1, 4):
-            for r in range(4):
-                for s in range(4):
-                    T[r, s] = A[a0 + r, b0 + s]
-            _tile_dots(GT, a0, b0, m, T)
-            for r in range(4):
-                for s in range(4):
-                    A[a0 + r, b0 + s] = T[r, s]
+            _tile_dots(GT, a0, b0, m, A, a0, b0)
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
@@ -129,7 +123,7 @@ def _gather_t(GT, indices, lo, n, Y):
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
-def _chol_lower(M, L, T, dinv):
+def _chol_lower(M, L, T):
     """Cholesky ``M = L L^T`` from the lower triangle of ``M``, by 4x4 tiles.
 
     ``M`` is ``K x K`` with ``K`` a multiple of 4 (pad with an identity block);
@@ -138,39 +132,63 @@ def _chol_lower(M, L, T, dinv):
     ``M`` minus 16 dot products of already-computed rows (:func:`_tile_dots`), then
     a 4x4 factorisation or triangular solve. A pivot that is not positive (``M``
     not positive definite) gives NaN, caught by the caller's finiteness check.
-    ``T`` (4x4) and ``dinv`` (4) are scratch.
+    ``T`` (4x4) is scratch.
     """
     K = M.shape[0]
     for j0 in range(0, K, 4):
         m = _round_up(j0, 8)
-        for i0 in range(j0, K, 4):
+        # diagonal tile: S = M - L_J L_J^T, then its 4x4 Cholesky (unrolled)
+        for r in range(4):
+            for c in range(4):
+                T[r, c] = -M[j0 + r, j0 + c]
+        _tile_dots(L, j0, j0, m, T, 0, 0)
+        l00 = _pivot(-T[0, 0])
+        d0 = 1 / l00
+        l10 = -T[1, 0] * d0
+        l20 = -T[2, 0] * d0
+        l30 = -T[3, 0] * d0
+        l11 = _pivot(-T[1, 1] - l10 * l10)
+        d1 = 1 / l11
+        l21 = (-T[2, 1] - l20 * l10) * d1
+        l31 = (-T[3, 1] - l30 * l10) * d1
+        l22 = _pivot(-T[2, 2] - l20 * l20 - l21 * l21)
+        d2 = 1 / l22
+        l32 = (-T[3, 2] - l30 * l20 - l31 * l21) * d2
+        l33 = _pivot(-T[3, 3] - l30 * l30 - l31 * l31 - l32 * l32)
+        d3 = 1 / l33
+        L[j0, j0] = l00
+        L[j0 + 1, j0] = l10
+        L[j0 + 1, j0 + 1] = l11
+        L[j0 + 2, j0] = l20
+        L[j0 + 2, j0 + 1] = l21
+        L[j0 + 2, j0 + 2] = l22
+        L[j0 + 3, j0] = l30
+        L[j0 + 3, j0 + 1] = l31
+        L[j0 + 3, j0 + 2] = l32
+        L[j0 + 3, j0 + 3] = l33
+        # tiles below: S = M - L_I L_J^T, then L_I,J = S L_J,J^-T (unrolled substitution)
+        for i0 in range(j0 + 4, K, 4):
             for r in range(4):
-                for s in range(4):
-                    T[r, s] = -M[i0 + r, j0 + s]
-            _tile_dots(L, i0, j0, m, T)
-            if i0 == j0:
                 for c in range(4):
-                    d = -T[c, c]
-                    for p in range(c):
-                        d -= L[j0 + c, j0 + p] * L[j0 + c, j0 + p]
-                    if not d > 0:
-                        d = np.nan
-                    d = np.sqrt(d)
-                    L[j0 + c, j0 + c] = d
-                    inv = 1 / d
-                    dinv[c] = inv
-                    for r in range(c + 1, 4):
-                        v = -T[r, c]
-                        for p in range(c):
-                            v -= L[j0 + r, j0 + p] * L[j0 + c, j0 + p]
-                        L[j0 + r, j0 + c] = v * inv
-            else:
-                for r in range(4):
-                    for c in range(4):
-                        v = -T[r, c]
-                        for p in range(c):
-                            v -= L[i0 + r, j0 + p] * L[j0 + c, j0 + p]
-                        L[i0 + r, j0 + c] = v * dinv[c]
+                    T[r, c] = -M[i0 + r, j0 + c]
+            _tile_dots(L, i0, j0, m, T, 0, 0)
+            for r in range(4):
+                x0 = -T[r, 0] * d0
+                x1 = (-T[r, 1] - x0 * l10) * d1
+                x2 = (-T[r, 2] - x0 * l20 - x1 * l21) * d2
+                x3 = (-T[r, 3] - x0 * l30 - x1 * l31 - x2 * l32) * d3
+                L[i0 + r, j0] = x0
+                L[i0 + r, j0 + 1] = x1
+                L[i0 + r, j0 + 2] = x2
+                L[i0 + r, j0 + 3] = x3
+
+
+@njit(nogil=True, cache=False)
+def _pivot(d):
+    """``sqrt(d)``, NaN unless ``d > 0`` (a matrix that is not positive definite)."""
+    if not d > 0:
+        d = -1 - d * d  # negative or NaN, in d's own dtype; its square root is NaN
+    return np.sqrt(d)
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
@@ -301,7 +319,6 @@ def _explicit_gram(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, no
     M = np.zeros((Kc, Kc), dt)
     L = np.empty((Kc, _round_up(Kc, 8)), dt)
     T = np.empty((4, 4), dt)
-    dinv = np.empty(4, dt)
     rhs = np.zeros(Kc, dt)
     z = np.empty(_round_up(Kc, 8), dt)
     g = np.empty(k1, dt)
@@ -331,7 +348,7 @@ def _explicit_gram(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, no
                 GT[k, idx] = 1
                 GT[k + 1, idx] = t
                 tt += t * t
-            _gram_lower(GT, nc, A, T)
+            _gram_lower(GT, nc, A)
         for a in range(k1):
             for q in range(a + 1):
                 M[a, q] = A[a, q]
@@ -349,7 +366,7 @@ def _explicit_gram(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, no
             _nnls_cd(M[:k1, :k1], rhs[:k1], z[:k1], k, g)
         else:
             L[:] = 0
-            _chol_lower(M, L, T, dinv)
+            _chol_lower(M, L, T)
             _chol_solve_lower(L, rhs, z)
         xx = 0.0
         for q in range(k):
@@ -509,7 +526,6 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
     A = np.empty((K, K), dt)
     L = np.empty((K, _round_up(K, 8)), dt)
     T = np.empty((4, 4), dt)
-    dinv = np.empty(4, dt)
     sc = np.empty(_CHUNK, dt)
     wp = np.empty(_CHUNK, dt)
     x = np.empty(_round_up(K, 8), dt)
@@ -540,7 +556,7 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
                     s += wp[idx] * GT[q, idx]
                     GT[q, idx] *= sc[idx]
                 rhs[q] = s
-            _gram_lower(GT, nc, A, T)
+            _gram_lower(GT, nc, A)
         for a in range(k):
             for q in range(a + 1):
                 A[a, q] += YtY[a, q]
@@ -556,7 +572,7 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
             _nnls_cd(A[:k, :k], rhs[:k], x[:k], k, g)
         else:
             L[:] = 0
-            _chol_lower(A, L, T, dinv)
+            _chol_lower(A, L, T)
             _chol_solve_lower(L, rhs, x)
         xx = 0.0
         for q in range(k):

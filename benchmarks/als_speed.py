@@ -43,15 +43,24 @@ def gemm_gflops(n: int = 3072, reps: int = 3) -> float:
 def gram_loop_seconds(csrs, V, threads: int) -> float:
     """Wall time of the Cholesky kernel's Gram loop over all user blocks.
 
-    Built from the kernel's own pieces (``dmf._kernels.als``): per row, the
-    chunked transposed gather of the factor rows plus the target row, and the
-    register-tiled lower-triangle Gram; no solve. One block per thread, BLAS
+    Built from the kernel's own pieces (``dmf._kernels.als``), with its switch:
+    a row of at most ``_BLAS_ROWS`` ratings is gathered row-major with its
+    bias and target columns and multiplied by one BLAS GEMM call; a longer one
+    is gathered transposed in chunks and goes through the register-tiled
+    lower-triangle Gram. No solve. One block per thread, BLAS
     pinned to one thread as in a fit.
     """
     from numba import njit
 
     from dmf._als import _one_blas_thread
-    from dmf._kernels.als import _CHUNK, _gather_t, _gram_lower, _round_up
+    from dmf._kernels.als import (
+        _BLAS_ROWS,
+        _CHUNK,
+        _gather_t,
+        _gram_blas,
+        _gram_lower,
+        _round_up,
+    )
 
     @njit(nogil=True)
     def grams(indptr, indices, data, Y):
@@ -59,9 +68,25 @@ def gram_loop_seconds(csrs, V, threads: int) -> float:
         K = _round_up(k + 2, 4)
         GT = np.zeros((K, _CHUNK + 8), Y.dtype)
         A = np.empty((K, K), Y.dtype)
+        G = np.empty((_BLAS_ROWS, k + 2), Y.dtype)
+        C = np.empty((k + 2, k + 2), Y.dtype)
+        ints = np.empty(3, np.int32)
+        consts = np.array([1, 0], Y.dtype)
+        flags = np.array([ord("N"), ord("T")], np.uint8)
         acc = 0.0
         for u in range(indptr.shape[0] - 1):
             lo, hi = indptr[u], indptr[u + 1]
+            n = hi - lo
+            if n <= _BLAS_ROWS:
+                for idx in range(n):
+                    j = indices[lo + idx]
+                    for q in range(k):
+                        G[idx, q] = Y[j, q]
+                    G[idx, k] = 1
+                    G[idx, k + 1] = data[lo + idx]
+                _gram_blas(G, n, C, ints, consts, flags)
+                acc += C[0, 0]
+                continue
             A[:] = 0
             for c0 in range(lo, hi, _CHUNK):
                 nc = min(_CHUNK, hi - c0)
@@ -82,6 +107,12 @@ def gram_loop_seconds(csrs, V, threads: int) -> float:
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(run, csrs))
     return time.perf_counter() - t
+
+
+def _blas_rows() -> int:
+    from dmf._kernels.als import _BLAS_ROWS
+
+    return _BLAS_ROWS
 
 
 def kernel_seconds(csrs, V, threads: int) -> float:
@@ -157,8 +188,12 @@ def main() -> None:
             ucsr = dask.compute(data.row_csr())[0]
             gsec = gram_loop_seconds(ucsr, model.item_factors_, threads)
             useful = nnz * k**2 / gsec / 1e9
-            kp = -(-(k + 2) // 4) * 4  # the Gram's padded size
-            executed = nnz * kp * (kp + 4) / gsec / 1e9
+            counts = np.concatenate([np.diff(c.indptr) for c in ucsr])
+            short = counts <= _blas_rows()
+            kp = -(-(k + 2) // 4) * 4  # the tiled Gram's padded size
+            executed = (
+                2 * counts[short].sum() * (k + 2) ** 2 + counts[~short].sum() * kp * (kp + 4)
+            ) / gsec / 1e9  # fmt: skip
             ksec = kernel_seconds(ucsr, model.item_factors_, threads)
             kuseful = (nnz * k**2 + m * k**3 / 3) / ksec / 1e9
     print()
@@ -175,8 +210,8 @@ def main() -> None:
         print(
             f"\nCholesky Gram loop (user side, one half-sweep): {gsec:.2f} s, "
             f"{useful:.1f} GFLOP/s counted nnz*k^2 ({100 * useful / gemm:.0f}% of GEMM), "
-            f"{executed:.1f} GFLOP/s executed ({100 * executed / gemm:.0f}% of GEMM; "
-            f"lower-triangle 4x4 tiles of the padded {kp}x{kp} Gram)"
+            f"{executed:.1f} GFLOP/s executed ({100 * executed / gemm:.0f}% of GEMM; full "
+            f"GEMM for rows of <= {_blas_rows()} ratings, lower-triangle tiles above)"
         )
         print(
             f"Cholesky kernel (user side, one half-sweep: gather, Gram, solve): {ksec:.2f} s, "

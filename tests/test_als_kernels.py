@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from dmf._kernels.als import (
+    _BLAS_ROWS,
     _CHUNK,
     _chol_lower,
     _chol_solve_lower,
     _gather_t,
+    _gram_blas,
     _gram_lower,
     _reference_explicit,
     _reference_implicit,
@@ -103,12 +105,15 @@ def test_tiled_cholesky_not_positive_definite_gives_nan(dt):
     assert np.isnan(z).any()
 
 
-def _long_rows(dt, k=5, n_items=3 * _CHUNK, seed=0):
-    """Three rows: one longer than two chunks, one exactly a chunk, one short; dense refs."""
+LONG = [2 * _CHUNK + 37, _CHUNK, 3]  # longer than two chunks, exactly one, short
+EDGE = [_BLAS_ROWS, _BLAS_ROWS + 1, 1]  # either side of the BLAS / tiled-Gram switch
+
+
+def _long_rows(dt, k=5, n_items=3 * _CHUNK, seed=0, counts=LONG):
+    """Rows with the given rating counts over ``n_items`` items, and the dense references."""
     rng = np.random.default_rng(seed)
-    counts = [2 * _CHUNK + 37, _CHUNK, 3]
-    R = np.zeros((3, n_items))
-    Mask = np.zeros((3, n_items), bool)
+    R = np.zeros((len(counts), n_items))
+    Mask = np.zeros((len(counts), n_items), bool)
     cols = []
     for u, c in enumerate(counts):
         idx = np.sort(rng.choice(n_items, c, replace=False))
@@ -125,10 +130,11 @@ def _long_rows(dt, k=5, n_items=3 * _CHUNK, seed=0):
 
 @pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("weighted", [True, False])
-def test_explicit_cholesky_rows_longer_than_a_chunk(dt, weighted):
-    indptr, indices, data, Y, yb, R, Mask = _long_rows(dt)
-    X = np.zeros((3, Y.shape[1]), dt)
-    b = np.zeros(3, dt)
+@pytest.mark.parametrize("counts", [LONG, EDGE], ids=["long", "edge"])
+def test_explicit_cholesky_rows_longer_than_a_chunk(dt, weighted, counts):
+    indptr, indices, data, Y, yb, R, Mask = _long_rows(dt, counts=counts)
+    X = np.zeros((len(indptr) - 1, Y.shape[1]), dt)
+    b = np.zeros(len(indptr) - 1, dt)
     sse, _ = explicit_block(
         indptr, indices, data, Y, yb, dt(3.2), dt(0.1), dt(0.05), weighted, False, 1, False,
         X, b, True,
@@ -143,12 +149,13 @@ def test_explicit_cholesky_rows_longer_than_a_chunk(dt, weighted):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-def test_implicit_cholesky_rows_longer_than_a_chunk(dt):
-    indptr, indices, data, Y, _, R, Mask = _long_rows(dt, k=6, seed=1)
+@pytest.mark.parametrize("counts", [LONG, EDGE], ids=["long", "edge"])
+def test_implicit_cholesky_rows_longer_than_a_chunk(dt, counts):
+    indptr, indices, data, Y, _, R, Mask = _long_rows(dt, k=6, seed=1, counts=counts)
     data = (data > 2.5).astype(np.float32) * data  # some zero-preference ratings
     R = np.zeros_like(R)
     R[Mask] = data
-    X = np.zeros((3, Y.shape[1]), dt)
+    X = np.zeros((len(indptr) - 1, Y.shape[1]), dt)
     YtY = Y.astype(np.float64).T @ Y.astype(np.float64)
     implicit_block(
         indptr, indices, data, Y, YtY.astype(dt), dt(2.0), dt(0.3), False, False, 1, False, X,
@@ -157,3 +164,14 @@ def test_implicit_cholesky_rows_longer_than_a_chunk(dt):
     Xr = _reference_implicit(R, Mask, Y.astype(np.float64), 2.0, 0.3)
     tol = 5e-4 if dt is np.float32 else 1e-9
     np.testing.assert_allclose(X, Xr, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 50, _BLAS_ROWS])
+def test_gram_blas_equals_numpy(dt, n):
+    rng = np.random.default_rng(n)
+    G = rng.standard_normal((_BLAS_ROWS, 9)).astype(dt)
+    C = np.full((7, 7), np.nan, dt)
+    _gram_blas(G, n, C, np.empty(3, np.int32), np.array([1, 0], dt), np.frombuffer(b"NT", np.uint8))
+    ref = G[:n, :7].astype(np.float64).T @ G[:n, :7].astype(np.float64)
+    np.testing.assert_allclose(C, ref, rtol=0, atol=RTOL[dt] * max(1.0, n) * 10)

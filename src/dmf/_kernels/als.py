@@ -14,11 +14,13 @@ Two models, each with an exact (Gram + Cholesky) and a conjugate-gradient path:
 
 CG runs ``cg_steps`` steps warm-started from the incoming factors without forming
 the Gram (Takacs et al. 2011, as the ``implicit`` library does); Cholesky gathers
-each row's factor rows, transposed, into a dense chunk buffer and forms only the
-lower triangle of the Gram with a register-tiled numba kernel (half a GEMM's
-multiply-adds, no per-row BLAS call overhead), then factors it with the same
-4x4-tile kernel. ``nonnegative`` uses the Gram and projected coordinate descent (an exact
-NNLS solver for the factor part; biases stay unconstrained).
+each row's factor rows into a dense buffer and forms their Gram: one BLAS GEMM
+call (made from numba through SciPy's Cython BLAS table) for a row of at most
+``_BLAS_ROWS`` ratings, else only the lower triangle with a register-tiled numba
+kernel over transposed chunks of ``_CHUNK`` ratings; then it factors the system
+with a 4x4-tiled Cholesky built on the same micro-kernel. ``nonnegative`` uses
+the Gram and projected coordinate descent (an exact NNLS solver for the factor
+part; biases stay unconstrained).
 
 Rows with no ratings get zero factors and zero bias (cold start). The kernels
 write into ``X`` (and ``b``) in place and return the block's loss terms. No Dask here;

@@ -152,6 +152,8 @@ def test_threaded_and_distributed_are_bit_identical(small, client):
 )
 def test_inprocess_rounds_equal_dask_rounds(small, monkeypatch, grid, extra):
     """Small fits with no Client run strata on a thread pool: bit-identical to the graph."""
+    import dask
+
     import dmf._sgd as sgd
 
     params = {"rank": 8, "n_epochs": 4, "grid": grid, "seed": 5, "lr": 0.02, **extra}
@@ -160,8 +162,8 @@ def test_inprocess_rounds_equal_dask_rounds(small, monkeypatch, grid, extra):
     monkeypatch.setattr(sgd, "_dask_round", lambda *a: calls.append(a) or pytest.fail())
     a = dmf.SGD(**params).fit(small, validation=valid)
     monkeypatch.undo()
-    monkeypatch.setattr(sgd, "INPROCESS_NNZ", 0)  # the Dask graph on the threaded scheduler
-    b = dmf.SGD(**params).fit(small, validation=valid)
+    with dask.config.set({"dmf.in-process": False}):  # the graph, threaded scheduler
+        b = dmf.SGD(**params).fit(small, validation=valid)
     assert not calls
     _same_model(a, b)
     if extra.get("lr_schedule") == "bold-driver":

@@ -36,6 +36,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+import dask
+
 from dmf._compute import active_client
 from dmf._errors import ParameterError
 
@@ -389,6 +391,9 @@ def performance_report(filename: Any) -> Iterator[None]:
     except ImportError:
         pass
     with contextlib.ExitStack() as stack:
+        # Small fits would skip the task graphs (dmf._compute.in_process): a profile
+        # is asked for to see the tasks, so build them.
+        stack.enter_context(dask.config.set({"dmf.in-process": False}))
         for p in profilers:
             stack.enter_context(p)
         yield

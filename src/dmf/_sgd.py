@@ -21,7 +21,7 @@ a task runs: the same seed and grid give bit-identical factors on the
 threaded scheduler and on a distributed cluster, and a fit resumed from a
 checkpoint ends bit-identical to one that was never interrupted.
 
-Small fits on the local scheduler (:data:`INPROCESS_NNZ`) run each stratum's
+Small fits on the local scheduler (:data:`dmf._compute.INPROCESS_NNZ`) run each stratum's
 blocks on a thread pool in-process (:func:`_inprocess_round`): the same
 blocks, visiting orders and kernel, hence the same factors, without a graph.
 """
@@ -32,10 +32,8 @@ import itertools
 import math
 import operator
 import os
-import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +45,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from dmf._base import Recommender
 from dmf._blocks import RowBlock, balanced_edges
-from dmf._compute import active_client, key, n_threads, persist
+from dmf._compute import active_client, in_process, key, n_threads, persist, thread_map
 from dmf._errors import (
     ConvergenceError,
     DMFWarning,
@@ -71,12 +69,6 @@ BOLD_GROW = 1.05
 BOLD_SHRINK = 0.5
 #: Most epochs chained into one Dask call when no epoch needs a decision of its own.
 ROUND = 8
-#: Fits of at most this many ratings, with no distributed Client active, run each
-#: stratum's blocks on a thread pool in this process rather than as Dask tasks: the
-#: same grid blocks, visiting orders and kernel, so the factors are bit-identical,
-#: without Dask's per-task and graph-building cost (measured on ML-100K at rank 100:
-#: about 5 ms per epoch of scheduling against 2 ms of SGD).
-INPROCESS_NNZ = 2_000_000
 #: Internal factor rows are padded to a multiple of this many columns (kept exactly 0).
 #: Measured at rank 100 on the ML-10M shape with tiled blocks (interleaved runs):
 #: 112 columns 0.65-0.75 CPU s per epoch, 100 columns 0.79-1.00 (aligned rows, no
@@ -488,19 +480,6 @@ def _inprocess_grid(
     ]
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """A pool of ``n`` threads for in-process rounds, made once per process (thread start-up
-    costs milliseconds, as much as an epoch on small data)."""
-    with _POOLS_LOCK:
-        if n not in _POOLS:
-            _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="dsgd-block")
-        return _POOLS[n]
-
-
 def _inprocess_round(
     grid: list[list[GridBlock]],
     start: tuple[np.ndarray, ...],
@@ -539,17 +518,11 @@ def _inprocess_round(
         (e, i, j): _visit(grid[i][j], seed, e) for e in epochs for i in range(d) for j in range(d)
     }
 
-    helpers = min(d, n_threads()) - 1  # this thread runs a block too
-    pool = _pool(helpers) if helpers > 0 else None
     losses = []
     for e, lr in zip(epochs, lrs, strict=True):
         sse = [0.0] * d
         for n, s in enumerate(_strata(seed, e, d)):
-            if pool is None:
-                out = [block(i, int(s), e, lr) for i in range(d)]
-            else:
-                futures = [pool.submit(block, i, int(s), e, lr) for i in range(1, d)]
-                out = [block(0, int(s), e, lr)] + [f.result() for f in futures]
+            out = thread_map(lambda i, s=int(s), e=e, lr=lr: block(i, s, e, lr), range(d))
             sse = [float(x) + (sse[i] if n > 0 else 0.0) for i, x in enumerate(out)]
         parts = [
             _penalty((P[a:b], bu[a:b], sse[i]), counts[0][i], reg, reg_bias)
@@ -835,7 +808,7 @@ class SGD(Recommender):
             [ratings.user_counts[a:b].astype(np.float64) for a, b in itertools.pairwise(row_edges)],
             [ratings.item_counts[a:b].astype(np.float64) for a, b in itertools.pairwise(col_edges)],
         )
-        if active_client() is None and nnz <= INPROCESS_NNZ:
+        if in_process(nnz):
             grid_blocks = _inprocess_grid(ratings, row_edges, col_edges, seed, dt.name, tile)
         else:
             grid_blocks = _build_grid(ratings, row_edges, col_edges, seed, dt.name, tile)

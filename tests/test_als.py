@@ -162,7 +162,10 @@ def test_task_keys_name_the_half_sweeps(small):
     from dask.callbacks import Callback
 
     keys: list[str] = []
-    with Callback(pretask=lambda k, dsk, state: keys.append(str(k))):
+    with (
+        dask.config.set({"dmf.in-process": False}),  # small data would skip the graphs
+        Callback(pretask=lambda k, dsk, state: keys.append(str(k))),
+    ):
         ALS(rank=3, max_iter=1, implicit=True).fit(small)
     names = {k.rsplit("-", 1)[0] for k in keys}
     assert {"als-solve-users", "als-solve-items", "als-gram-users", "als-gram-items"} <= names
@@ -279,6 +282,27 @@ def test_distributed_matches_threaded(client, implicit):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
     np.testing.assert_allclose(dist.user_bias_, local.user_bias_, rtol=1e-5, atol=1e-6)
     assert "als-solve-users" in keys and "als-solve-items" in keys
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"solver": "cg"},
+        {"nonnegative": True},
+        {"implicit": True, "alpha": 5.0},
+        {"implicit": True, "alpha": 5.0, "solver": "cholesky"},
+    ],
+)
+def test_in_process_equals_the_graphs(small, params):
+    """Small data, no Client: blocks solved on threads here, the same as the Dask graphs."""
+    a = ALS(rank=5, max_iter=3, seed=2, **params).fit(small)
+    with dask.config.set({"dmf.in-process": False}):
+        b = ALS(rank=5, max_iter=3, seed=2, **params).fit(small)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    np.testing.assert_array_equal(a.user_bias_, b.user_bias_)
+    np.testing.assert_array_equal(a.history["objective"], b.history["objective"])
 
 
 def _task_prefixes(dask_scheduler=None):

@@ -7,8 +7,10 @@ each task receives its block, the whole other-side factor matrix (one
 ``dask.delayed`` object per half-sweep, so a worker fetches it once) and,
 for implicit feedback, the shared Gram ``YᵀY`` (an ``als-gram`` blocked
 reduction). The driver gathers the new factors and checks them before the
-next half-sweep: the graph never grows across iterations. The numerical work
-is in :mod:`dmf._kernels.als`.
+next half-sweep: the graph never grows across iterations. Small fits with no
+Client (:func:`dmf._compute.in_process`) call the same block function on the
+same blocks from threads here instead, with no graph. The numerical work is
+in :mod:`dmf._kernels.als`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from dmf._base import Recommender
 from dmf._blocks import CSR
-from dmf._compute import key, persist, tree_reduce
+from dmf._compute import in_process, key, persist, reduce_local, thread_map, tree_reduce
 from dmf._errors import (
     ConvergenceError,
     ParameterError,
@@ -380,7 +382,9 @@ class ALS(Recommender):
 
         ucsr = ratings.row_csr()
         icsr = ratings.col_csr(ratings.col_edges(ratings.n_blocks))
-        ucsr, icsr = persist(ucsr, icsr)
+        # Small data, no Client: the blocks as values, solved on threads here (no graphs).
+        local = in_process(ratings.nnz)
+        ucsr, icsr = dask.compute(ucsr, icsr) if local else persist(ucsr, icsr)
         uedges = np.asarray(ratings.row_edges, np.int64)
         iedges = np.asarray(ratings.col_edges(ratings.n_blocks), np.int64)
 
@@ -396,10 +400,10 @@ class ALS(Recommender):
         for it in range(start_it, int(self.max_iter)):
             t0 = time.perf_counter()
             V, bi, _, reg_i, _ = self._half_sweep(
-                "items", icsr, iedges, V, bi, U, bu, uedges, cfg, it, want_loss=False
+                "items", icsr, iedges, V, bi, U, bu, uedges, cfg, it, False, local
             )
             U, bu, loss, reg_u, gram_v = self._half_sweep(
-                "users", ucsr, uedges, U, bu, V, bi, iedges, cfg, it, want_loss=True
+                "users", ucsr, uedges, U, bu, V, bi, iedges, cfg, it, True, local
             )
             entry: dict[str, Any] = {"iteration": it + 1}
             if cfg["implicit"]:
@@ -477,8 +481,50 @@ class ALS(Recommender):
         cfg: dict[str, Any],
         it: int,
         want_loss: bool,
+        local: bool,
     ) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
-        """Solve every block of one side; returns new factors, biases, loss, reg term, gram."""
+        """Solve every block of one side; returns new factors, biases, loss, reg term, gram.
+
+        ``local``: ``csrs`` are values, solved by :func:`thread_map` in this
+        process; else lazy blocks, solved as one Dask graph. Same results.
+        """
+        if local:
+            warm = cfg["cg"] or cfg["nonnegative"]
+            gram_value = None
+            if cfg["implicit"]:
+                parts = [
+                    _gram_part(other, int(a), int(b)) for a, b in itertools.pairwise(other_edges)
+                ]
+                gram_value = reduce_local(_add, parts)
+
+            def solve(j: int) -> tuple[np.ndarray, np.ndarray | None, float, float]:
+                a, b = edges[j], edges[j + 1]
+                w, wb = (own[a:b], own_bias[a:b]) if warm else (None, None)
+                return _solve_block(csrs[j], other, other_bias, gram_value, w, wb, cfg, want_loss)
+
+            results = thread_map(solve, range(len(csrs)))
+        else:
+            results, gram_value = self._half_sweep_graph(
+                side, csrs, edges, own, own_bias, other, other_bias, other_edges, cfg, it,
+                want_loss,
+            )  # fmt: skip
+        return self._gather(side, results, edges, own, it, cfg, gram_value)
+
+    def _half_sweep_graph(
+        self,
+        side: str,
+        csrs: list[Any],
+        edges: np.ndarray,
+        own: np.ndarray,
+        own_bias: np.ndarray,
+        other: np.ndarray,
+        other_bias: np.ndarray,
+        other_edges: np.ndarray,
+        cfg: dict[str, Any],
+        it: int,
+        want_loss: bool,
+    ) -> tuple[list[Any], np.ndarray | None]:
+        """One half-sweep as a Dask graph: the blocks' results and the shared gram."""
         d_other = dask.delayed(other, pure=True)
         d_obias = dask.delayed(other_bias, pure=True)
         gram = None
@@ -502,7 +548,19 @@ class ALS(Recommender):
                 csr, d_other, d_obias, gram, w, wb, cfg, want_loss, dask_key_name=name
             )
             tasks.append(task)
-        results, gram_value = dask.compute(tasks, gram)
+        return dask.compute(tasks, gram)
+
+    def _gather(
+        self,
+        side: str,
+        results: list[Any],
+        edges: np.ndarray,
+        own: np.ndarray,
+        it: int,
+        cfg: dict[str, Any],
+        gram_value: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
+        """The blocks' results joined, checked finite: factors, biases, loss, reg term, gram."""
         X = np.concatenate([r[0] for r in results]) if results else own
         for j, r in enumerate(results):
             bad = ~np.isfinite(r[0]).all() or (r[1] is not None and ~np.isfinite(r[1]).all())

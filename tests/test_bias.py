@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -77,6 +78,16 @@ def test_threaded_and_distributed_fits_agree(client):
         got = dmf.Baseline(n_iter=5).fit(r)
     np.testing.assert_allclose(got.user_bias_, ref.user_bias_, atol=1e-6)
     np.testing.assert_allclose(got.item_bias_, ref.item_bias_, atol=1e-6)
+
+
+def test_in_process_equals_the_graphs():
+    r = dmf.datasets.synthetic(n_users=300, n_items=200, nnz=8_000, seed=0, chunk_nnz=1_500)
+    assert r.n_blocks > 1
+    a = dmf.Baseline(n_iter=4).fit(r)
+    with dask.config.set({"dmf.in-process": False}):
+        b = dmf.Baseline(n_iter=4).fit(r)
+    np.testing.assert_array_equal(a.user_bias_, b.user_bias_)
+    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
 
 
 def test_cold_start_policies():

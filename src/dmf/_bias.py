@@ -11,7 +11,7 @@ import numpy as np
 
 from dmf._base import Recommender
 from dmf._blocks import RowBlock
-from dmf._compute import key, tree_reduce
+from dmf._compute import in_process, key, reduce_local, thread_map, tree_reduce
 from dmf._errors import check_float, check_int
 from dmf._ratings import check_ratings
 
@@ -120,29 +120,51 @@ class Baseline(Recommender):
         edges = ratings.row_edges
         b_user = np.zeros(ratings.n_users, dtype=np.float64)
         b_item = np.zeros(ratings.n_items, dtype=np.float64)
+        local = in_process(ratings.nnz)  # small data, no Client: blocks as values, no graphs
+        if local:
+            blocks = list(dask.compute(*blocks))
+        reg_u, reg_i = float(self.reg_user), float(self.reg_item)
         for it in range(self.n_iter):
             t0 = time.perf_counter()
-            d_bu = [dask.delayed(b_user[e0:e1]) for e0, e1 in itertools.pairwise(edges)]
-            parts = [
-                dask.delayed(_item_residual_sums)(
-                    b, mu, bu, dask_key_name=key("bias-items", b.key, bu.key, it)
+            if local:
+                parts = thread_map(
+                    lambda n, bu=b_user: _item_residual_sums(
+                        blocks[n], mu, bu[edges[n] : edges[n + 1]]
+                    ),
+                    range(len(blocks)),
                 )
-                for b, bu in zip(blocks, d_bu, strict=True)
-            ]
-            total = tree_reduce(_add_pairs, parts, "bias-reduce")
-            sums, counts = dask.compute(total)[0]
-            b_item = _ratio(sums, counts, float(self.reg_item))
-            d_bi = dask.delayed(b_item, pure=True)
-            new_bu = [
-                dask.delayed(_user_bias)(
-                    b, mu, d_bi, float(self.reg_user), dask_key_name=key("bias-users", b.key, it)
-                )
-                for b in blocks
-            ]
-            b_user = np.concatenate(dask.compute(new_bu)[0]) if new_bu else b_user
+                sums, counts = reduce_local(_add_pairs, parts)
+                b_item = _ratio(sums, counts, reg_i)
+                new_bu = thread_map(lambda b, bi=b_item: _user_bias(b, mu, bi, reg_u), blocks)
+                b_user = np.concatenate(new_bu) if new_bu else b_user
+            else:
+                b_item, b_user = self._iteration_graph(blocks, edges, mu, b_user, it)
             self._record(self.verbose, iteration=it + 1, seconds=time.perf_counter() - t0)
         self.user_bias_ = b_user.astype(np.float32)
         self.item_bias_ = b_item.astype(np.float32)
         self.user_factors_ = None
         self.item_factors_ = None
         return self
+
+    def _iteration_graph(
+        self, blocks: list[Any], edges: np.ndarray, mu: float, b_user: np.ndarray, it: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One iteration as two Dask graphs (items, then users): the new item and user biases."""
+        d_bu = [dask.delayed(b_user[e0:e1]) for e0, e1 in itertools.pairwise(edges)]
+        parts = [
+            dask.delayed(_item_residual_sums)(
+                b, mu, bu, dask_key_name=key("bias-items", b.key, bu.key, it)
+            )
+            for b, bu in zip(blocks, d_bu, strict=True)
+        ]
+        total = tree_reduce(_add_pairs, parts, "bias-reduce")
+        sums, counts = dask.compute(total)[0]
+        b_item = _ratio(sums, counts, float(self.reg_item))
+        d_bi = dask.delayed(b_item, pure=True)
+        new_bu = [
+            dask.delayed(_user_bias)(
+                b, mu, d_bi, float(self.reg_user), dask_key_name=key("bias-users", b.key, it)
+            )
+            for b in blocks
+        ]
+        return b_item, (np.concatenate(dask.compute(new_bu)[0]) if new_bu else b_user)

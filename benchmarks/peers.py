@@ -440,30 +440,28 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [
-        START,
-        "",
-        f"Measured {meta['when']} by `python benchmarks/peers.py "
-        f"--data {','.join(meta['data'])}` (total {meta['wall'] / 60:.1f} min).",
-        "",
-        f"- Machine: {meta['machine']}.",
-        f"- Load: 1-minute load average {meta['load'][0]:.1f} at the start and "
-        f"{meta['load'][1]:.1f} at the end: **measured under load** (other work shared "
-        "the 2 cores), so compare the ratios within one data set, not absolute seconds.",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
-        "- `fit s`: the fit call alone. `start-up s`: Spark's JVM and session start; for dmf "
-        "the one-off numba compilation on tiny data in the same process. `peak RSS`: largest "
-        "resident memory of the run's process tree (JVM included). `dmf speed-up`: the peer's "
-        "fit seconds / dmf's for the same task (> 1: dmf is faster).",
-        "",
-    ]
+def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, str]:
+    """The markdown of each data set measured, keyed by data set name."""
+    when = (
+        f"Measured {meta['when']} by `python benchmarks/peers.py --data "
+        f"{','.join(meta['data'])}` (total {meta['wall'] / 60:.1f} min), 1-minute load "
+        f"average {meta['load'][0]:.1f} at the start (before this run's own work) and "
+        f"{meta['load'][1]:.1f} at the end (including it): "
+        + (
+            "**measured under load** (other work shared the 2 cores)."
+            if meta["load"][0] > 1.0
+            else "no other work was running."
+        )
+    )
+    sections = {}
     for data in meta["data"]:
         rows = [r for r in results if r["data"] == data]
         if not rows:
             continue
-        lines += [
+        lines = [
             f"### {DATA[data]}",
+            "",
+            when,
             "",
             "| task | library | method | settings | fit s | start-up s | test metric | "
             "peak RSS GB | dmf speed-up |",
@@ -486,20 +484,52 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                 f"| {r['task']} | {r['library']} | {r['method']} | {r['settings']} | {fit} | "
                 f"{start} | {metric} | {res.get('peak_rss', 0) / 1e9:.2f} | {ratio} |"
             )
-        lines.append("")
-    lines.append(END)
-    return "\n".join(lines)
+        sections[data] = "\n".join(lines) + "\n"
+    return sections
 
 
-def write_doc(block: str) -> None:
+def _old_sections(text: str) -> dict[str, str]:
+    """The data set sections of the block already in the page (kept when not re-measured)."""
+    if START not in text or END not in text:
+        return {}
+    block = text.split(START, 1)[1].split(END, 1)[0]
+    out = {}
+    for part in block.split("\n### ")[1:]:
+        title = part.split("\n", 1)[0].strip()
+        for name, label in DATA.items():
+            if title == label:
+                out[name] = "### " + part.rstrip() + "\n"
+    return out
+
+
+def write_doc(sections: dict[str, str], meta: dict[str, Any]) -> str:
+    """Put the sections into docs/performance.md; data sets not measured now keep theirs."""
     text = DOC.read_text() if DOC.exists() else "# Performance\n\n" + START + "\n" + END + "\n"
+    kept = {k: v for k, v in _old_sections(text).items() if k not in sections}
+    lines = [
+        START,
+        "",
+        f"- Machine: {meta['machine']}.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "- `fit s`: the fit call alone. `start-up s`: Spark's JVM and session start; for dmf "
+        "the one-off numba compilation on tiny data in the same process. `peak RSS`: largest "
+        "resident memory of the run's process tree (JVM included). `dmf speed-up`: the peer's "
+        "fit seconds / dmf's for the same task (> 1: dmf is faster). Each data set's section "
+        "says when and under what load it was measured; ratios compare within one section.",
+        "",
+    ]
+    for name in DATA:
+        if name in sections or name in kept:
+            lines.append(sections.get(name) or kept[name])
+    lines.append(END)
+    block = "\n".join(lines)
     if START in text and END in text:
         head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
+        text = head + block + rest.split(END, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(text)
+    return block
 
 
 def main() -> None:
@@ -541,10 +571,10 @@ def main() -> None:
             print(f"{data:7s} {task:9s} {library:12s} {shown}", flush=True)
     meta["load"] = (load0, os.getloadavg()[0])
     meta["wall"] = time.perf_counter() - t0
-    block = render(results, meta)
-    print(block)
+    sections = render(results, meta)
+    print("\n".join(sections.values()))
     if not args.no_write:
-        write_doc(block)
+        write_doc(sections, meta)
         print(f"wrote {DOC}")
 
 

@@ -808,14 +808,23 @@ class SGD(Recommender):
             [ratings.user_counts[a:b].astype(np.float64) for a, b in itertools.pairwise(row_edges)],
             [ratings.item_counts[a:b].astype(np.float64) for a, b in itertools.pairwise(col_edges)],
         )
-        if in_process(nnz):
-            grid_blocks = _inprocess_grid(ratings, row_edges, col_edges, seed, dt.name, tile)
+        inprocess = in_process(nnz)
+        init = None
+        if inprocess:
+            # The grid's layout and the initial factors (both a few ms on small data,
+            # in numpy calls that release the GIL) are made side by side.
+            grid_blocks, init = thread_map(
+                lambda f: f(),
+                [
+                    lambda: _inprocess_grid(ratings, row_edges, col_edges, seed, dt.name, tile),
+                    lambda: None if ckpt else self._init_factors(ratings, seed, kpad, dt),
+                ],
+            )
         else:
             grid_blocks = _build_grid(ratings, row_edges, col_edges, seed, dt.name, tile)
-        inprocess = isinstance(grid_blocks[0][0], GridBlock)
 
         if ckpt is None:
-            run = _Run(self._init_factors(ratings, seed, kpad, dt), float(self.lr))
+            run = _Run(init or self._init_factors(ratings, seed, kpad, dt), float(self.lr))
         else:
             start, arrays, state = ckpt
             run = _Run.from_checkpoint(start, arrays, state, kpad)

@@ -124,6 +124,16 @@ def _prefetch(typingctx, arr, idx):
 PREFETCH = 6
 
 
+@njit(nogil=True, cache=False, fastmath=True, inline="always")
+def _update_rows(P, Q, u, i, shrink, g, k):
+    """``p_u, q_i <- shrink * p_u + g * q_i, shrink * q_i + g * p_u`` (old values on the right)."""
+    for f in range(k):
+        p = P[u, f]
+        q = Q[i, f]
+        P[u, f] = shrink * p + g * q
+        Q[i, f] = shrink * q + g * p
+
+
 def _make_kernel(K: int):
     """The SGD pass, compiled for rank ``K`` as a constant (``K = 0``: any rank).
 
@@ -160,17 +170,45 @@ def _make_kernel(K: int):
         for c in range(seg_lo.shape[0]):
             lo = seg_lo[c]
             hi = seg_hi[c]
-            for t in range(lo, hi):
+            t = lo
+            while t < hi:
                 # The rows a few ratings ahead are random reads: ask for them now
                 # (measured: halves the time per rating once factors outgrow L2).
-                if t + PREFETCH < hi:
-                    un = users[t + PREFETCH] * k
-                    im = items[t + PREFETCH] * k
-                    for f in range(0, k, 16):
-                        _prefetch(Pflat, un + f)
-                        _prefetch(Qflat, im + f)
+                if t + PREFETCH + 1 < hi:
+                    for a in range(2):
+                        un = users[t + PREFETCH + a] * k
+                        im = items[t + PREFETCH + a] * k
+                        for f in range(0, k, 16):
+                            _prefetch(Pflat, un + f)
+                            _prefetch(Qflat, im + f)
                 u = users[t]
                 i = items[t]
+                if t + 1 < hi and users[t + 1] != u and items[t + 1] != i:
+                    # Two ratings on other rows: the second's prediction does not
+                    # depend on the first's update, so both dot products run at
+                    # once (two dependency chains instead of one; the same result
+                    # as one at a time). Measured at rank 112 on ML-100K: 10% off
+                    # the whole fit when the host is busy, within noise when idle.
+                    u2 = users[t + 1]
+                    i2 = items[t + 1]
+                    dot = dt(0.0)
+                    dot2 = dt(0.0)
+                    for f in range(k):
+                        dot += P[u, f] * Q[i, f]
+                        dot2 += P[u2, f] * Q[i2, f]
+                    e = ratings[t] - (mu_ + bu[u] + bi[i] + dot)
+                    e2 = ratings[t + 1] - (mu_ + bu[u2] + bi[i2] + dot2)
+                    sse += e * e
+                    sse += e2 * e2
+                    if biases:
+                        bu[u] += lr_ * e - lr_reg_b * bu[u]
+                        bi[i] += lr_ * e - lr_reg_b * bi[i]
+                        bu[u2] += lr_ * e2 - lr_reg_b * bu[u2]
+                        bi[i2] += lr_ * e2 - lr_reg_b * bi[i2]
+                    _update_rows(P, Q, u, i, shrink, lr_ * e, k)
+                    _update_rows(P, Q, u2, i2, shrink, lr_ * e2, k)
+                    t += 2
+                    continue
                 dot = dt(0.0)
                 for f in range(k):
                     dot += P[u, f] * Q[i, f]
@@ -179,12 +217,8 @@ def _make_kernel(K: int):
                 if biases:
                     bu[u] += lr_ * e - lr_reg_b * bu[u]
                     bi[i] += lr_ * e - lr_reg_b * bi[i]
-                g = lr_ * e
-                for f in range(k):
-                    p = P[u, f]
-                    q = Q[i, f]
-                    P[u, f] = shrink * p + g * q
-                    Q[i, f] = shrink * q + g * p
+                _update_rows(P, Q, u, i, shrink, lr_ * e, k)
+                t += 1
         return sse
 
     return sgd_pass

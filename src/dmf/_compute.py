@@ -2,7 +2,9 @@
 
 dmf never starts a cluster by itself. With no client, graphs run on Dask's
 threaded scheduler in this process; a client that is already active is used
-as is (Dask picks it up through ``dask.compute``/``dask.persist``).
+as is (Dask picks it up through ``dask.compute``/``dask.persist``). Small fits
+with no client skip the graphs: :func:`in_process` says when, and
+:func:`thread_map` runs their per-block functions on threads here.
 """
 
 from __future__ import annotations

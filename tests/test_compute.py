@@ -24,14 +24,21 @@ def test_thread_map_keeps_order_and_uses_threads():
 
     def f(x: int) -> int:
         seen.add(threading.get_ident())
-        time.sleep(0.01)  # long enough for a helper thread to take items too
         return x * x
 
     assert thread_map(f, range(9)) == [x * x for x in range(9)]
     assert thread_map(f, []) == []
     with dask.config.set(num_workers=2):
+        # Items 0 and 1 meet at a barrier: only two threads at once can get past it.
+        meet = threading.Barrier(2, timeout=60)
+
+        def g(x: int) -> int:
+            if x < 2:
+                meet.wait()
+            return f(x)
+
         seen.clear()
-        thread_map(f, range(6))
+        assert thread_map(g, range(6)) == [x * x for x in range(6)]
         assert len(seen) == 2
     for config in ({"num_workers": 1}, {"scheduler": "sync", "num_workers": 2}):
         with dask.config.set(config):

@@ -66,6 +66,7 @@ def fit_epochs(ratings, rank: int, epochs: int, grid: int | None) -> tuple[float
 
 def kernel_alone(ratings, rank: int) -> float:
     """ns per rating of one pass over one grid block (of a 2x2 grid), CPU time, one thread."""
+    from dmf._kernels.rng import stream_key
     from dmf._kernels.sgd import kernel_for, tile_rows, visit_segments
     from dmf._sgd import PAD, _build_grid, _grid_edges
 
@@ -81,7 +82,7 @@ def kernel_alone(ratings, rank: int) -> float:
     bu, bi = np.zeros(P.shape[0], np.float32), np.zeros(Q.shape[0], np.float32)
     best = np.inf
     for e in range(3):
-        lo, hi = visit_segments(blk.tiles, np.random.default_rng(e))
+        lo, hi = visit_segments(blk.tiles, stream_key(0, 0, e, 0, 0))
         t = time.thread_time()
         kernel_for(k)(
             blk.users, blk.items, blk.ratings, lo, hi, P, Q, bu, bi,

@@ -13,6 +13,7 @@ from dmf._compute import (
     INPROCESS_NNZ,
     in_process,
     reduce_local,
+    run_lanes,
     thread_map,
     tree_reduce,
 )
@@ -60,6 +61,62 @@ def test_thread_map_raises_after_every_call_ended():
     with dask.config.set(num_workers=2), pytest.raises(ValueError, match="bad item 3"):
         thread_map(f, range(8))
     assert sorted(done) == list(range(8))  # nothing still running in the background
+
+
+def test_run_lanes_runs_every_lane_at_once():
+    # Every lane waits for all the others: this only returns if they all run together.
+    for n in (1, 2, 3):
+        meet = threading.Barrier(n, timeout=60)
+
+        def lane(k: int, m: int, meet: threading.Barrier = meet) -> tuple[int, int, int]:
+            meet.wait()
+            return k, m, threading.get_ident()
+
+        out = run_lanes(lane, n)
+        assert [o[:2] for o in out] == [(k, n) for k in range(n)]
+        assert out[0][2] == threading.get_ident()  # the caller is lane 0
+        assert len({o[2] for o in out}) == n
+    with dask.config.set(scheduler="sync"):
+        assert run_lanes(lambda k, m: (k, m), 3) == [(0, 1)]
+
+
+def test_run_lanes_raises_after_every_lane_ended():
+    ended = []
+
+    def lane(k: int, m: int) -> None:
+        if k == 1:
+            raise ValueError("lane 1 failed")
+        time.sleep(0.05)
+        ended.append(k)
+
+    with pytest.raises(ValueError, match="lane 1 failed"):
+        run_lanes(lane, 3)
+    assert sorted(ended) == [0, 2]
+
+
+def test_spin_barrier_waits_for_all_and_lets_go_on_give_up():
+    from dmf._kernels.sgd import _barrier
+
+    bar = np.zeros(3, dtype=np.int64)
+    passed = []
+
+    def lane(k: int, m: int) -> None:
+        for r in range(50):
+            passed.append(k)
+            assert _barrier(bar, m)
+            assert len(passed) >= (r + 1) * m  # every lane arrived before any left
+
+    run_lanes(lane, 3)
+    assert len(passed) == 150 and bar[0] == 0 and bar[1] == 50
+    # A lane that gave up (bar[2] set) releases the ones waiting for it.
+    bar[:] = 0
+    out = []
+    waiter = threading.Thread(target=lambda: out.append(_barrier(bar, 2)))
+    waiter.start()
+    time.sleep(0.05)
+    bar[2] = 1
+    waiter.join(timeout=60)
+    assert out == [False]
 
 
 def test_reduce_local_groups_like_tree_reduce():

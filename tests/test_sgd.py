@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 import dmf
+from dmf._kernels.rng import permutation, stream_key
 from dmf._kernels.sgd import (
+    CHUNKS,
     _reference_sgd_block,
     sgd_block,
     tile_offsets,
@@ -18,7 +20,7 @@ from dmf._kernels.sgd import (
     visit_order,
     visit_segments,
 )
-from dmf._sgd import _CHUNKS, _build_grid, _grid_edges
+from dmf._sgd import _build_grid, _grid_edges
 from dmf.testing import random_frame, random_ratings, scheduler
 
 SMALL = {"n_users": 60, "n_items": 40, "density": 0.3, "seed": 3}
@@ -45,7 +47,7 @@ def test_kernel_matches_plain_python_reference(biases):
     order, tiles = tile_offsets(users, items, 8, n_i)
     users, items, ratings = users[order], items[order], ratings[order]
     assert len(tiles) - 1 == 4 * 3 and tiles[-1] == nnz
-    lo, hi = visit_segments(tiles, np.random.default_rng(1), chunk=256)
+    lo, hi = visit_segments(tiles, stream_key(1, 0, 0, 0, 0), chunk=256)
     args = (3.5, 0.01, 0.05, 0.02, biases)
     P, Q, bu, bi = P0.copy(), Q0.copy(), bu0.copy(), bi0.copy()
     sse = sgd_block(users, items, ratings, lo, hi, P, Q, bu, bi, *args)
@@ -63,6 +65,23 @@ def test_kernel_matches_plain_python_reference(biases):
         np.testing.assert_array_equal(bu, bu0)
 
 
+def test_keyed_streams_shuffle_uniformly_and_repeatably():
+    from dmf._kernels.sgd import strata_order
+
+    assert stream_key(1, 2, 3, 4, 5) == stream_key(1, 2, 3, 4, 5)
+    keys = {stream_key(s, t, a, 0, 0) for s in range(4) for t in range(4) for a in range(4)}
+    assert len(keys) == 64
+    p = permutation(stream_key(0, 1, 2, 3, 4), 1000)
+    assert sorted(p.tolist()) == list(range(1000))
+    np.testing.assert_array_equal(p, permutation(stream_key(0, 1, 2, 3, 4), 1000))
+    assert permutation(0, 0).size == 0 and permutation(0, 1).tolist() == [0]
+    # Every order of 3 items, about equally often over 6,000 keys (chi-square, 5 dof).
+    seen = [tuple(permutation(stream_key(9, 1, k, 0, 0), 3)) for k in range(6000)]
+    counts = np.array([seen.count(o) for o in set(seen)])
+    assert len(counts) == 6 and ((counts - 1000) ** 2 / 1000).sum() < 20.5  # p < 0.001
+    np.testing.assert_array_equal(strata_order(3, 7, 5), permutation(stream_key(3, 3, 7, 0, 0), 5))
+
+
 def test_single_block_epoch_equals_reference_sgd(small):
     """grid=1, one epoch: the fitted model is the plain-Python SGD over the same order."""
     model = dmf.SGD(rank=6, n_epochs=1, grid=1, lr=0.02, reg=0.05, reg_bias=0.01, seed=7)
@@ -72,7 +91,7 @@ def test_single_block_epoch_equals_reference_sgd(small):
     edges_i = np.array([0, small.n_items])
     (blk,) = _build_grid(small, edges_u, edges_i, 7, "float32", tile_rows(8, 4))[0]
     blk = blk.compute()
-    visit = visit_order(*visit_segments(blk.tiles, np.random.default_rng([7, _CHUNKS, 0, 0, 0])))
+    visit = visit_order(*visit_segments(blk.tiles, stream_key(7, CHUNKS, 0, 0, 0)))
     rng = np.random.default_rng([7, 0])
     P = rng.normal(0.0, model.init_scale, (small.n_users, 6)).astype(np.float32)
     Q = rng.normal(0.0, model.init_scale, (small.n_items, 6)).astype(np.float32)
@@ -148,19 +167,23 @@ def test_threaded_and_distributed_are_bit_identical(small, client):
         (2, {"n_epochs": 10}),  # two chained rounds
         (3, {"lr_schedule": "bold-driver", "lr": 0.5}),  # restores and regrows
         (2, {"lr_schedule": "decay", "patience": 2}),
+        (4, {"rank": 33, "threads": 4}),  # 4 lanes spinning on 2 cores; rows of 48
     ],
 )
 def test_inprocess_rounds_equal_dask_rounds(small, monkeypatch, grid, extra):
-    """Small fits with no Client run strata on a thread pool: bit-identical to the graph."""
+    """Small fits with no Client run rounds in lanes of threads: bit-identical to the graph."""
     import dask
 
     import dmf._sgd as sgd
 
+    extra = dict(extra)
+    threads = extra.pop("threads", None)
     params = {"rank": 8, "n_epochs": 4, "grid": grid, "seed": 5, "lr": 0.02, **extra}
     valid = random_ratings(**{**SMALL, "seed": 4}) if "patience" in extra else None
     calls = []
     monkeypatch.setattr(sgd, "_dask_round", lambda *a: calls.append(a) or pytest.fail())
-    a = dmf.SGD(**params).fit(small, validation=valid)
+    with dask.config.set(num_workers=threads):
+        a = dmf.SGD(**params).fit(small, validation=valid)
     monkeypatch.undo()
     with dask.config.set({"dmf.in-process": False}):  # the graph, threaded scheduler
         b = dmf.SGD(**params).fit(small, validation=valid)

@@ -11,7 +11,7 @@ import numpy as np
 
 from dmf._base import Recommender
 from dmf._blocks import RowBlock
-from dmf._compute import in_process, key, reduce_local, thread_map, tree_reduce
+from dmf._compute import in_process, key, local_values, reduce_local, thread_map, tree_reduce
 from dmf._errors import check_float, check_int
 from dmf._ratings import check_ratings
 
@@ -122,7 +122,7 @@ class Baseline(Recommender):
         b_item = np.zeros(ratings.n_items, dtype=np.float64)
         local = in_process(ratings.nnz)  # small data, no Client: blocks as values, no graphs
         if local:
-            blocks = list(dask.compute(*blocks))
+            blocks = local_values(blocks, RowBlock)
         reg_u, reg_i = float(self.reg_user), float(self.reg_item)
         for it in range(self.n_iter):
             t0 = time.perf_counter()

@@ -45,7 +45,16 @@ from dask.highlevelgraph import HighLevelGraph
 
 from dmf._base import Recommender
 from dmf._blocks import RowBlock, balanced_edges
-from dmf._compute import active_client, in_process, key, n_threads, persist, thread_map
+from dmf._compute import (
+    active_client,
+    in_process,
+    key,
+    local_values,
+    n_threads,
+    persist,
+    run_lanes,
+    thread_map,
+)
 from dmf._errors import (
     ConvergenceError,
     DMFWarning,
@@ -57,7 +66,17 @@ from dmf._errors import (
     check_param,
     first_rows,
 )
-from dmf._kernels.sgd import kernel_for, penalty_sums, tile_offsets, tile_rows, visit_segments
+from dmf._kernels.rng import permutation, stream_key
+from dmf._kernels.sgd import (
+    CHUNKS,
+    SHUFFLE,
+    lanes_for,
+    penalty_sums,
+    strata_order,
+    tile_offsets,
+    tile_rows,
+    visit_segments,
+)
 from dmf._ratings import Ratings, check_ratings
 
 __all__ = ["SGD"]
@@ -75,8 +94,8 @@ ROUND = 8
 #: remainder loop). It also means one compiled kernel for every rank up to 16.
 PAD = 16
 
-# Tags of the independent random streams drawn from the seed.
-_INIT, _SHUFFLE, _CHUNKS, _STRATA = 0, 1, 2, 3
+# Tag of the initial factors' numpy stream (the shuffles' tags: dmf._kernels.sgd).
+_INIT = 0
 
 
 # --------------------------------------------------------------------- grid
@@ -110,10 +129,15 @@ def _split_row_block(
     gi = np.searchsorted(row_edges, users, side="right") - 1
     gj = np.searchsorted(col_edges, block.cols, side="right") - 1
     cell = gi * d + gj
-    order = np.argsort(cell, kind="stable")  # keeps (user, item) order within a cell
+    order = np.argsort(_small_ints(cell, d * d), kind="stable")  # keeps (user, item) order
     bounds = np.searchsorted(cell[order], np.arange(d * d + 1))
     u, i, r = users[order].astype(np.int32), block.cols[order], block.data[order]
     return [(u[a:b], i[a:b], r[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def _small_ints(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` (values below ``n``) as uint16 when they fit: numpy sorts those by radix, O(len)."""
+    return a.astype(np.uint16) if n <= 1 << 16 else a
 
 
 def _merge_cell(
@@ -131,7 +155,7 @@ def _merge_cell(
     u = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int32)
     it = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.int32)
     r = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.float32)
-    perm = np.random.default_rng([seed, _SHUFFLE, i, j]).permutation(r.shape[0])
+    perm = permutation(stream_key(seed, SHUFFLE, i, j, 0), r.shape[0])
     u, it, r = (u[perm] - row0).astype(np.int32), (it[perm] - col0).astype(np.int32), r[perm]
     order, tiles = tile_offsets(u, it, tile, n_cols)  # stable: shuffled within a tile
     return GridBlock(
@@ -235,27 +259,42 @@ def _dsgd_block(
     # Inputs may be shared (persisted results, kept for restores): update copies.
     P, bu = ustate[0].copy(), ustate[1].copy()
     Q, bi = istate[0].copy(), istate[1].copy()
-    lo, hi = _visit(blk, seed, epoch)
-    sse = kernel_for(P.shape[1])(
-        blk.users, blk.items, blk.ratings, lo, hi, P, Q, bu, bi, mu, lr, reg, reg_bias, biases
-    )
-    return (P, bu, float(sse) + (ustate[2] if carry else 0.0)), (Q, bi)
+    sse = np.zeros((1, 1))
+    # The block as the single lane of a 1 x 1 grid: the code the in-process lanes run.
+    lanes_for(P.shape[1])(
+        0, 1, seed, np.array([epoch]), np.array([lr]),
+        (blk.users, blk.items, blk.ratings, np.array([0, blk.nnz])),
+        (blk.tiles, np.array([0, len(blk.tiles)])), (np.array([blk.i]), np.array([blk.j])),
+        (P, Q, bu, bi), (np.array([0, len(P)]), np.array([0, len(Q)])),
+        (_NO_COUNTS, _NO_COUNTS), (mu, reg, reg_bias, biases),
+        sse, _NO_PENALTIES, np.zeros(3, np.int64),
+    )  # fmt: skip
+    return (P, bu, float(sse[0, 0]) + (ustate[2] if carry else 0.0)), (Q, bi)
+
+
+_NO_COUNTS = np.zeros(0)
+_NO_PENALTIES = np.zeros((0, 2, 2))
 
 
 def _visit(blk: GridBlock, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """The rating segments one epoch's pass over ``blk`` visits, in order."""
-    return visit_segments(blk.tiles, np.random.default_rng([seed, _CHUNKS, epoch, blk.i, blk.j]))
+    return visit_segments(blk.tiles, stream_key(seed, CHUNKS, epoch, blk.i, blk.j))
 
 
 def _strata(seed: int, epoch: int, d: int) -> np.ndarray:
     """The order of one epoch's strata: stratum ``s`` holds blocks ``(i, (i + s) % d)``."""
-    return np.random.default_rng([seed, _STRATA, epoch]).permutation(d)
+    return strata_order(seed, epoch, d)
 
 
 def _penalty(state: tuple[Any, ...], counts: np.ndarray, reg: float, reg_bias: float) -> tuple:
     """``(sse, reg * sum n |p|^2 + reg_bias * sum n b^2)`` of one factor block."""
     sf, sb = penalty_sums(state[0], state[1], counts)
-    return (state[2] if len(state) > 2 else 0.0), float(reg * sf + reg_bias * sb)
+    return (state[2] if len(state) > 2 else 0.0), _weigh(sf, sb, reg, reg_bias)
+
+
+def _weigh(sf: float, sb: float, reg: float, reg_bias: float) -> float:
+    """The penalty of a block from its :func:`penalty_sums`."""
+    return float(reg * sf + reg_bias * sb)
 
 
 def _loss_parts(*parts: tuple[float, float]) -> tuple[float, float]:
@@ -450,6 +489,21 @@ def _dask_round(
 
 
 # ------------------------------------------------------------- in process
+@dataclass(frozen=True, eq=False)
+class LocalGrid:
+    """The grid of an in-process fit: its blocks, and their arrays one after the other.
+
+    ``data = (users, items, ratings, boff)``: block ``(i, j)``'s arrays at
+    ``boff[i * d + j]:boff[i * d + j + 1]``; ``tiles = (tile_offs, toff)``: its
+    tile offsets at ``tile_offs[toff[i * d + j]:toff[i * d + j + 1]]`` (the
+    layout the lanes read, :func:`dmf._kernels.sgd.lanes_for`).
+    """
+
+    blocks: list[list[GridBlock]]
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    tiles: tuple[np.ndarray, np.ndarray]
+
+
 def _inprocess_grid(
     ratings: Ratings,
     row_edges: np.ndarray,
@@ -457,11 +511,13 @@ def _inprocess_grid(
     seed: int,
     dtype: str,
     tile: int,
-) -> list[list[GridBlock]]:
+) -> LocalGrid:
     """The blocks :func:`_build_grid` makes, built here without a task graph."""
     d = len(row_edges) - 1
-    pieces = [_split_row_block(b, row_edges, col_edges) for b in dask.compute(*ratings.blocks)]
-    return [
+    pieces = [
+        _split_row_block(b, row_edges, col_edges) for b in local_values(ratings.blocks, RowBlock)
+    ]
+    blocks = [
         [
             _merge_cell(
                 i,
@@ -478,10 +534,18 @@ def _inprocess_grid(
         ]
         for i in range(d)
     ]
+    flat = [b for row in blocks for b in row]
+    boff = np.zeros(len(flat) + 1, dtype=np.int64)
+    np.cumsum([b.nnz for b in flat], out=boff[1:])
+    data = [np.concatenate([getattr(b, a) for b in flat]) for a in ("users", "items", "ratings")]
+    toff = np.zeros(len(flat) + 1, dtype=np.int64)
+    np.cumsum([len(b.tiles) for b in flat], out=toff[1:])
+    tiles = (np.concatenate([b.tiles for b in flat]), toff)
+    return LocalGrid(blocks, (*data, boff), tiles)
 
 
 def _inprocess_round(
-    grid: list[list[GridBlock]],
+    grid: LocalGrid,
     start: tuple[np.ndarray, ...],
     row_edges: np.ndarray,
     col_edges: np.ndarray,
@@ -491,48 +555,42 @@ def _inprocess_round(
     epochs: range,
     lrs: list[float],
 ) -> tuple[list[tuple[float, float]], tuple[np.ndarray, ...]]:
-    """A round of epochs run by a pool of threads in this process: ``(losses, end state)``.
+    """A round of epochs run by lanes of threads in this process: ``(losses, end state)``.
 
-    The same computation as the round's Dask graph (:func:`_epoch_graph`): each
-    block's pass updates its rows of copies of ``start`` in place (the blocks
-    of a stratum share no rows), and the losses are summed in the same order,
-    so the result is bit-identical.
+    The same computation as the round's Dask graph (:func:`_epoch_graph`):
+    each block's pass updates its rows of copies of ``start`` in place (the
+    blocks of a stratum share no rows), with the same compiled code, and the
+    losses are summed in the same order, so the result is bit-identical. One
+    nogil call per thread runs the whole round (:func:`dmf._kernels.sgd.lanes_for`).
     """
     mu, reg, reg_bias, biases = args
     P, Q, bu, bi = (a.copy() for a in start)
-    users, items = list(itertools.pairwise(row_edges)), list(itertools.pairwise(col_edges))
-    kernel = kernel_for(P.shape[1])
-    d = len(grid)
+    d = len(grid.blocks)
+    n_e = len(epochs)
+    sse = np.zeros((n_e, d))
+    pen = np.zeros((n_e, 2 * d, 2))
+    bar = np.zeros(3, dtype=np.int64)
+    run_lane = lanes_for(P.shape[1])
+    lane_args = (
+        seed, np.asarray(epochs, dtype=np.int64), np.asarray(lrs, dtype=np.float64),
+        grid.data, grid.tiles, (np.arange(d), np.arange(d)),
+        (P, Q, bu, bi), (np.asarray(row_edges, np.int64), np.asarray(col_edges, np.int64)),
+        (np.concatenate(counts[0]), np.concatenate(counts[1])), (mu, reg, reg_bias, biases),
+        sse, pen, bar,
+    )  # fmt: skip
 
-    def block(i: int, s: int, e: int, lr: float) -> float:
-        j = (i + s) % d
-        blk, (a, b), (c, f) = grid[i][j], users[i], items[j]
-        lo, hi = visits[e, i, j]
-        return kernel(
-            blk.users, blk.items, blk.ratings, lo, hi,
-            P[a:b], Q[c:f], bu[a:b], bi[c:f], mu, lr, reg, reg_bias, biases,
-        )  # fmt: skip
+    def lane(n: int, m: int) -> None:
+        try:
+            run_lane(n, m, *lane_args)
+        except BaseException:
+            bar[2] = 1  # the other lanes stop waiting for this one
+            raise
 
-    # Drawn here, not in the pool's threads: they would hold the GIL between kernels.
-    visits = {
-        (e, i, j): _visit(grid[i][j], seed, e) for e in epochs for i in range(d) for j in range(d)
-    }
-
+    run_lanes(lane, min(d, n_threads()))
     losses = []
-    for e, lr in zip(epochs, lrs, strict=True):
-        sse = [0.0] * d
-        for n, s in enumerate(_strata(seed, e, d)):
-            out = thread_map(lambda i, s=int(s), e=e, lr=lr: block(i, s, e, lr), range(d))
-            sse = [float(x) + (sse[i] if n > 0 else 0.0) for i, x in enumerate(out)]
-        parts = [
-            _penalty((P[a:b], bu[a:b], sse[i]), counts[0][i], reg, reg_bias)
-            for i, (a, b) in enumerate(users)
-        ]
-        parts += [
-            _penalty((Q[a:b], bi[a:b]), counts[1][j], reg, reg_bias)
-            for j, (a, b) in enumerate(items)
-        ]
-        losses.append(_loss_parts(*parts))
+    for e in range(n_e):
+        w = [_weigh(pen[e, b, 0], pen[e, b, 1], reg, reg_bias) for b in range(2 * d)]
+        losses.append(_loss_parts(*zip([*sse[e].tolist(), *[0.0] * d], w, strict=True)))
     return losses, (P, Q, bu, bi)
 
 

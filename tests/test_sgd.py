@@ -32,17 +32,28 @@ def small():
 
 
 # ------------------------------------------------------------------ kernel
-@pytest.mark.parametrize("biases", [True, False])
-def test_kernel_matches_plain_python_reference(biases):
+@pytest.mark.parametrize(
+    ("biases", "k", "dtype"),
+    [
+        (True, 5, np.float32),  # any rank: the plain loops
+        (False, 5, np.float32),
+        (True, 24, np.float32),  # compiled for the rank: the vector dot product
+        (True, 16, np.float64),
+    ],
+)
+def test_kernel_matches_plain_python_reference(biases, k, dtype):
+    from dmf._kernels.sgd import kernel_for
+
+    kernel = sgd_block if k % 8 else kernel_for(k)
     rng = np.random.default_rng(0)
-    n_u, n_i, nnz, k = 30, 20, 2500, 5
+    n_u, n_i, nnz = 30, 20, 2500
     users = rng.integers(0, n_u, nnz).astype(np.int32)
     items = rng.integers(0, n_i, nnz).astype(np.int32)
-    ratings = rng.integers(1, 6, nnz).astype(np.float32)
-    P0 = (rng.normal(0, 0.1, (n_u, k))).astype(np.float32)
-    Q0 = (rng.normal(0, 0.1, (n_i, k))).astype(np.float32)
-    bu0 = rng.normal(0, 0.1, n_u).astype(np.float32)
-    bi0 = rng.normal(0, 0.1, n_i).astype(np.float32)
+    ratings = rng.integers(1, 6, nnz).astype(dtype)
+    P0 = (rng.normal(0, 0.1, (n_u, k))).astype(dtype)
+    Q0 = (rng.normal(0, 0.1, (n_i, k))).astype(dtype)
+    bu0 = rng.normal(0, 0.1, n_u).astype(dtype)
+    bi0 = rng.normal(0, 0.1, n_i).astype(dtype)
     # Tiles of 8 users x 8 items, chunks of 256: the pass jumps between segments.
     order, tiles = tile_offsets(users, items, 8, n_i)
     users, items, ratings = users[order], items[order], ratings[order]
@@ -50,7 +61,7 @@ def test_kernel_matches_plain_python_reference(biases):
     lo, hi = visit_segments(tiles, stream_key(1, 0, 0, 0, 0), chunk=256)
     args = (3.5, 0.01, 0.05, 0.02, biases)
     P, Q, bu, bi = P0.copy(), Q0.copy(), bu0.copy(), bi0.copy()
-    sse = sgd_block(users, items, ratings, lo, hi, P, Q, bu, bi, *args)
+    sse = kernel(users, items, ratings, lo, hi, P, Q, bu, bi, *args)
     Pr, Qr = P0.astype(np.float64), Q0.astype(np.float64)
     bur, bir = bu0.astype(np.float64), bi0.astype(np.float64)
     visit = visit_order(lo, hi)
@@ -63,6 +74,28 @@ def test_kernel_matches_plain_python_reference(biases):
     assert sse == pytest.approx(sse_ref, rel=1e-5)
     if not biases:
         np.testing.assert_array_equal(bu, bu0)
+
+
+@pytest.mark.parametrize(("k", "dtype"), [(8, np.float32), (112, np.float32), (12, np.float64)])
+def test_vector_dot_product_matches_numpy(k, dtype):
+    from numba import njit
+
+    from dmf._kernels.sgd import _make_dot
+
+    dot = _make_dot(k)
+
+    @njit
+    def call(P, Q, u, i):
+        return dot(P, Q, u, i)
+
+    rng = np.random.default_rng(k)
+    P, Q = rng.normal(size=(6, k)).astype(dtype), rng.normal(size=(4, k)).astype(dtype)
+    for u, i in [(0, 0), (5, 3), (2, 1)]:
+        want = P[u].astype(np.float64) @ Q[i].astype(np.float64)
+        assert call(P, Q, u, i) == pytest.approx(want, rel=1e-5, abs=1e-5)
+    # A slice of rows (as the lanes pass), int32 row numbers (as the blocks store).
+    want = P[3].astype(np.float64) @ Q[2].astype(np.float64)
+    assert call(P[1:], Q, np.int32(2), np.int32(2)) == pytest.approx(want, rel=1e-5, abs=1e-5)
 
 
 def test_keyed_streams_shuffle_uniformly_and_repeatably():

@@ -14,16 +14,18 @@ built, so the graph never grows with the number of epochs, and a round whose
 work is lost with a killed worker is rebuilt from the client's copy of its
 start state and rerun (bit-identical).
 
-Every random draw comes from ``numpy.random.default_rng([seed, tag, ...])``
-keyed by what it is for (initial factors, a block's stored shuffle, an
-epoch's stratum order, an epoch's tile and chunk order in a block), never from where
-a task runs: the same seed and grid give bit-identical factors on the
-threaded scheduler and on a distributed cluster, and a fit resumed from a
-checkpoint ends bit-identical to one that was never interrupted.
+Every random draw is keyed by the seed and what it is for, never by where a
+task runs: the initial factors come from ``numpy.random.default_rng([seed,
+0])``, every shuffle (a block's stored order, an epoch's stratum order, an
+epoch's tile and chunk order in a block) from its own keyed stream
+(:mod:`dmf._kernels.rng`). The same seed and grid give bit-identical factors
+on the threaded scheduler and on a distributed cluster, and a fit resumed
+from a checkpoint ends bit-identical to one that was never interrupted.
 
-Small fits on the local scheduler (:data:`dmf._compute.INPROCESS_NNZ`) run each stratum's
-blocks on a thread pool in-process (:func:`_inprocess_round`): the same
-blocks, visiting orders and kernel, hence the same factors, without a graph.
+Small fits on the local scheduler (:data:`dmf._compute.INPROCESS_NNZ`) run each
+round in-process as lanes of threads (:func:`_inprocess_round`): the same
+blocks, visiting orders and compiled runner, hence the same factors, without
+a graph.
 """
 
 from __future__ import annotations
@@ -68,14 +70,12 @@ from dmf._errors import (
 )
 from dmf._kernels.rng import permutation, stream_key
 from dmf._kernels.sgd import (
-    CHUNKS,
     SHUFFLE,
     lanes_for,
     penalty_sums,
     strata_order,
     tile_offsets,
     tile_rows,
-    visit_segments,
 )
 from dmf._ratings import Ratings, check_ratings
 
@@ -274,11 +274,6 @@ def _dsgd_block(
 
 _NO_COUNTS = np.zeros(0)
 _NO_PENALTIES = np.zeros((0, 2, 2))
-
-
-def _visit(blk: GridBlock, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rating segments one epoch's pass over ``blk`` visits, in order."""
-    return visit_segments(blk.tiles, stream_key(seed, CHUNKS, epoch, blk.i, blk.j))
 
 
 def _strata(seed: int, epoch: int, d: int) -> np.ndarray:

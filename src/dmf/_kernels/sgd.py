@@ -141,15 +141,19 @@ def visit_order(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
+def _item_ptr(context, builder, aryty, arr, idx):
+    """LLVM pointer to the element of array ``arr`` (numba type ``aryty``) at index ``idx``."""
+    ary = context.make_array(aryty)(context, builder, arr)
+    return cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+
+
 @intrinsic
 def _prefetch(typingctx, arr, idx):
     """Hint the CPU to pull ``arr[idx]``'s cache line in (LLVM ``prefetch``, for writing)."""
     sig = types.void(arr, idx)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        ptr = _item_ptr(context, builder, signature.args[0], args[0], [args[1]])
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
@@ -216,11 +220,7 @@ def _make_dot(K: int):
             rows = []
             for aty, arr, n in ((pty, args[0], 2), (qty, args[1], 3)):
                 row = context.cast(builder, args[n], signature.args[n], types.intp)
-                ary = context.make_array(aty)(context, builder, arr)
-                ptr = cgutils.get_item_pointer(
-                    context, builder, aty, ary, [row, zero], wraparound=False
-                )
-                rows.append(ptr)
+                rows.append(_item_ptr(context, builder, aty, arr, [row, zero]))
             bits = 32 if width == 8 else 64
             fma = cgutils.get_or_insert_function(
                 builder.module,
@@ -384,9 +384,7 @@ def _atomic_add(typingctx, arr, idx, val):
     sig = types.int64(arr, idx, val)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        ptr = _item_ptr(context, builder, signature.args[0], args[0], [args[1]])
         return builder.atomic_rmw("add", ptr, args[2], "seq_cst")
 
     return sig, codegen
@@ -398,9 +396,7 @@ def _atomic_load(typingctx, arr, idx):
     sig = types.int64(arr, idx)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        ptr = _item_ptr(context, builder, signature.args[0], args[0], [args[1]])
         return builder.load_atomic(ptr, "acquire", 8)
 
     return sig, codegen

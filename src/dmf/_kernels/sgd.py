@@ -195,9 +195,10 @@ DOT_CHAINS = 4
 def _make_dot(K: int):
     """``dot(P, Q, u, i)``: ``P[u] . Q[i]`` over ``K`` columns, as explicit 256-bit vector code.
 
-    LLVM, left to itself, sums a fully unrolled dot product of 112 float32 in
-    one chain of 14 dependent FMAs (about 56 cycles before the error of a
-    rating is known, and every update waits for it). Here the vectors go to
+    LLVM, left to itself, summed a fully unrolled dot product of 112 float32
+    in one chain of 12 dependent FMAs and two horizontal sums (read off the
+    assembly: about 80 cycles before a rating's error is known, and its
+    update waits for it). Here the vectors go to
     :data:`DOT_CHAINS` accumulators in turn, which are added at the end, then
     across lanes. ``K`` must be a multiple of the vector width (8 float32 or
     4 float64; the solver pads rows to 16); rows must be contiguous.

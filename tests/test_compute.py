@@ -12,12 +12,13 @@ import pytest
 from dmf._compute import (
     INPROCESS_NNZ,
     in_process,
+    local_values,
     reduce_local,
     run_lanes,
     thread_map,
     tree_reduce,
 )
-from dmf.testing import scheduler
+from dmf.testing import random_ratings, scheduler
 
 
 def test_thread_map_keeps_order_and_uses_threads():
@@ -117,6 +118,23 @@ def test_spin_barrier_waits_for_all_and_lets_go_on_give_up():
     bar[2] = 1
     waiter.join(timeout=60)
     assert out == [False]
+
+
+def test_local_values_reads_persisted_values_and_computes_the_rest(monkeypatch):
+    import dmf._compute as compute
+    from dmf._blocks import RowBlock
+
+    ratings = random_ratings(n_users=20, n_items=10, seed=0)
+    held = [b.dask[b.key] for b in ratings.blocks]
+    assert all(isinstance(v, RowBlock) for v in held)  # persisted: the graph holds them
+    lazy = dask.delayed(lambda: RowBlock.__name__)()
+    asked = []
+    real = dask.compute
+    monkeypatch.setattr(compute.dask, "compute", lambda *a, **k: asked.append(a) or real(*a, **k))
+    out = local_values([*ratings.blocks, lazy], RowBlock)
+    assert asked == [(lazy,)]  # only the lazy one went through dask.compute
+    assert all(a is b for a, b in zip(out[:-1], held, strict=True))
+    assert out[-1] == "RowBlock"
 
 
 def test_reduce_local_groups_like_tree_reduce():

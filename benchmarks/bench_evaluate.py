@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from . import PARAMS, fitted_models, ratings, warm_up
+from .common import PARAMS, fitted_models, ratings, warm_up
 
 RANKING = ["precision@10", "recall@10", "ndcg@10", "map@10"]
 

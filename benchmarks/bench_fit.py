@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import PARAMS, check_shape, estimator, ratings, warm_up
+from .common import PARAMS, check_shape, estimator, ratings, warm_up
 
 
 class _Fit:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import PARAMS, fitted_models
+from .common import PARAMS, fitted_models
 
 
 def _new_users(model: Any, n_users: int, per_user: int, seed: int = 0) -> pd.DataFrame:

@@ -2,13 +2,13 @@
 
 The target is a peak RSS under 6 GB for each fit (the whole benchmark process:
 reading the Parquet file, building the Ratings and fitting). Skipped under
-``--quick``; ``python benchmarks/memory_ceiling.py`` measures the same in
+``--quick``; ``python tools/bench/memory_ceiling.py`` measures the same in
 separate processes and prints a table.
 """
 
 from __future__ import annotations
 
-from . import check_shape, estimator, files, warm_up
+from .common import check_shape, estimator, files, warm_up
 
 
 class MemoryCeiling:
@@ -25,4 +25,4 @@ class MemoryCeiling:
         self.train = dmf.read_parquet(str(files("ml20m")[0]))
 
     def peakmem_fit_ml20m(self, method: str) -> None:
-        estimator(method, n_iter=2).fit(self.train)
+        estimator(method, max_iter=2).fit(self.train)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import PARAMS, check_shape, files, frames, warm_up
+from .common import PARAMS, check_shape, files, frames, warm_up
 
 
 class BuildRatings:

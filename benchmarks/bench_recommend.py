@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import PARAMS, fitted_models, ratings, warm_up
+from .common import PARAMS, fitted_models, ratings, warm_up
 
 
 def _compute(obj: Any) -> Any:

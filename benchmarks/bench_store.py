@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import PARAMS, fitted_models
+from .common import PARAMS, fitted_models
 
 
 class SaveLoad:

@@ -64,3 +64,10 @@ def client():
         Client(cluster, set_as_default=False) as c,
     ):
         yield c
+
+
+def pytest_collection_modifyitems(config, items):
+    # whole-project checks (docs, notebooks, asv, layers, communication) carry one marker
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)

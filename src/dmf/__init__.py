@@ -3,11 +3,6 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from dmf import datasets, split, testing
-from dmf._als import ALS
-from dmf._api import METHODS, fit
-from dmf._base import Recommender
-from dmf._bias import Baseline
-from dmf._blend import Blend, blend
 from dmf._errors import (
     ClusterError,
     ConvergenceError,
@@ -20,12 +15,11 @@ from dmf._errors import (
     StoreError,
     UnknownIdError,
 )
-from dmf._io import from_dask, from_pandas, read_csv, read_parquet
-from dmf._metrics import evaluate
-from dmf._persist import load
-from dmf._ratings import Ratings
-from dmf._search import cross_validate, grid_search
-from dmf._sgd import SGD
+from dmf.api import METHODS, cross_validate, fit, grid_search
+from dmf.data import Ratings, from_dask, from_pandas, read_csv, read_parquet
+from dmf.evaluation import evaluate
+from dmf.models import ALS, SGD, Baseline, Blend, Recommender, blend
+from dmf.store import load
 
 try:
     __version__ = version("dmf")

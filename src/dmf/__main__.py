@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dmf._cli import main as _main
+from dmf.cli._main import main as _main
 
 __all__ = ["main"]
 

@@ -14,6 +14,6 @@ Examples
 True
 """
 
-from dmf._split import by_user, kfold, random, temporal
+from dmf.data._split import by_user, kfold, random, temporal
 
 __all__ = ["by_user", "kfold", "random", "temporal"]

@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from dmf._errors import DatasetError, ParameterError, check_choice
-from dmf._io import _build, _Spec
-from dmf._ratings import Ratings
+from dmf.data._io import _build, _Spec
+from dmf.data._ratings import Ratings
+from dmf.data._split import unseen_report
 
 __all__ = ["cache_dir", "movielens", "movielens_items", "movielens_path"]
 
@@ -358,8 +359,6 @@ def movielens(
     layout = (full.users, full.items, full.row_edges)
     train = _ratings_from(_frame(folder / f"{split}.base", "tab"), v.scale, chunk_nnz, layout)
     test = _ratings_from(_frame(folder / f"{split}.test", "tab"), v.scale, chunk_nnz, layout)
-    from dmf._split import unseen_report
-
     train.report["source"] = str(folder / f"{split}.base")
     test.report["source"] = str(folder / f"{split}.test")
     test.report.update(unseen_report(train, test))

@@ -14,7 +14,7 @@ Generation is split in two so the output does not depend on how it is blocked:
 
 Row blocks (``synthetic-block`` tasks, edges balanced by nnz from
 ``chunk_nnz``) are then cut from the generation chunks directly as
-:class:`~dmf._blocks.RowBlock` arrays: no pandas, and the full data set never
+:class:`~dmf.data._blocks.RowBlock` arrays: no pandas, and the full data set never
 exists as one array.
 """
 
@@ -27,11 +27,11 @@ import dask
 import numpy as np
 import pandas as pd
 
-from dmf._blocks import RowBlock, balanced_edges
-from dmf._compute import key, persist
 from dmf._errors import check_float, check_int, check_param
-from dmf._kernels.synthetic import rating_values, sample_items
-from dmf._ratings import Ratings, default_n_blocks
+from dmf.data._blocks import RowBlock, balanced_edges
+from dmf.data._ratings import Ratings, default_n_blocks
+from dmf.engine._compute import key, persist
+from dmf.kernels._synthetic import rating_values, sample_items
 
 __all__ = ["synthetic"]
 

@@ -19,6 +19,8 @@ import dask
 import numpy as np
 import pandas as pd
 
+from dmf.data._io import from_pandas
+
 __all__ = ["data_home", "local_cluster", "random_frame", "random_ratings", "scheduler"]
 
 
@@ -132,6 +134,4 @@ def random_ratings(chunk_nnz: int | None = None, **kw: Any) -> Any:
     >>> r.n_users, r.n_items
     (6, 5)
     """
-    import dmf
-
-    return dmf.from_pandas(random_frame(**kw), chunk_nnz=chunk_nnz)
+    return from_pandas(random_frame(**kw), chunk_nnz=chunk_nnz)

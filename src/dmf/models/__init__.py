@@ -1,0 +1,9 @@
+"""The estimators: each model kind states its per-block work; the training loop runs it."""
+
+from dmf.models._als import ALS
+from dmf.models._baseline import Baseline
+from dmf.models._blend import Blend, blend
+from dmf.models._recommender import Recommender
+from dmf.models._sgd import SGD
+
+__all__ = ["ALS", "SGD", "Baseline", "Blend", "Recommender", "blend"]

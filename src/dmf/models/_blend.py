@@ -1,0 +1,317 @@
+"""Model fusion: a linear blend of fitted models, weighted on a validation set.
+
+``dmf.blend([als, sgd, baseline], validation=valid)`` fits
+
+.. math::
+
+    \\hat r_{ui} = c + \\sum_j w_j \\, \\operatorname{clip}(\\hat r^{(j)}_{ui})
+
+by least squares on the validation ratings, with the member predictions
+clipped to their rating scale (as ``predict`` returns them), a free intercept
+:math:`c`, and either non-negative weights (``method="nnls"``, Lawson-Hanson
+via :func:`scipy.optimize.nnls`) or ridge-penalised ones (``method="ridge"``,
+penalty ``alpha * ||w||^2``). Both solve the problem centred on the validation
+means, which is exact for the free intercept.
+
+The blend is itself a :class:`dmf.Recommender`: ``predict``, ``recommend``,
+``evaluate``, ``save``/``dmf.load`` and ``fold_in`` (each member folds in)
+work on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy.optimize import nnls
+
+from dmf._errors import ParameterError, RatingsError, check_choice, check_float
+from dmf.evaluation._metrics import to_ratings
+from dmf.models._recommender import Recommender
+
+__all__ = ["Blend", "blend"]
+
+BLEND_METHODS = ("nnls", "ridge")
+
+
+def _fit_weights(
+    X: np.ndarray, y: np.ndarray, method: str, alpha: float
+) -> tuple[np.ndarray, float]:
+    """Weights and intercept of ``y ~ c + X w`` (centred least squares)."""
+    xm, ym = X.mean(axis=0), y.mean()
+    Xc, yc = X - xm, y - ym
+    if method == "nnls":
+        w, _ = nnls(Xc, yc)
+    else:
+        m = X.shape[1]
+        w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(m), Xc.T @ yc)
+    return np.asarray(w, dtype=np.float64), float(ym - xm @ w)
+
+
+class Blend(Recommender):
+    r"""A linear blend of fitted dmf models (build one with :func:`dmf.blend`).
+
+    Prediction: :math:`c + \sum_j w_j \operatorname{clip}(\hat r^{(j)}_{ui})`,
+    clipped to the rating scale of the first member. The blend's id maps are
+    those of the first member; other members are matched by original id
+    (ids a member never saw get that member's cold-start fallback).
+
+    Parameters
+    ----------
+    method : {"nnls", "ridge"}
+        Non-negative least squares (default) or ridge regression.
+    alpha : float
+        Ridge penalty (>= 0; ``method="ridge"`` only).
+
+    Attributes
+    ----------
+    members_ : list of Recommender
+    weights_ : numpy.ndarray
+        One weight per member.
+    intercept_ : float
+    validation_rmse_ : float
+        RMSE of the blend on the validation set (clipped predictions).
+    user_bias_, item_bias_ : numpy.ndarray
+        A blend has no biases of its own: ``user_bias_`` is zero and
+        ``global_mean_ + item_bias_`` is the blend's prediction for a user
+        unseen in training (used to rank items for such users).
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.testing import random_ratings
+    >>> r = random_ratings(n_users=40, n_items=30, seed=2)
+    >>> train, valid = dmf.split.random(r, test_size=0.25, seed=0)
+    >>> a = dmf.Baseline(reg_user=0, reg_item=0).fit(train)
+    >>> b = dmf.Baseline(reg_user=50, reg_item=50).fit(train)
+    >>> model = dmf.blend([a, b], validation=valid)
+    >>> model.weights_.shape, bool((model.weights_ >= 0).all())
+    ((2,), True)
+    """
+
+    kind = "blend"
+    _store_required = ("weights", "user_counts", "item_counts")
+
+    def __init__(self, method: str = "nnls", alpha: float = 1.0) -> None:
+        self.method = method
+        self.alpha = alpha
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, models: Any, validation: Any = None) -> Blend:
+        """Fit the blend weights of ``models`` on ``validation``; returns ``self``.
+
+        Parameters
+        ----------
+        models : list of fitted dmf models
+        validation : Ratings or pandas.DataFrame
+            Held-out ratings (columns ``user``, ``item``, ``rating``) that the
+            members were *not* trained on.
+
+        Examples
+        --------
+        >>> import dmf
+        >>> from dmf.testing import random_ratings
+        >>> train = random_ratings(n_users=30, n_items=20, seed=0)
+        >>> valid = random_ratings(n_users=30, n_items=20, seed=1)
+        >>> members = [dmf.Baseline().fit(train), dmf.ALS(rank=2, max_iter=2).fit(train)]
+        >>> blend = dmf.Blend().fit(members, validation=valid)
+        >>> blend.validation_rmse_ > 0
+        True
+        """
+        check_choice("method", self.method, BLEND_METHODS)
+        alpha = check_float("alpha", self.alpha, 0.0)
+        members = _check_members(models)
+        if validation is None:
+            raise RatingsError(
+                "validation= is required: the blend weights are fitted on held-out ratings"
+            )
+        valid = to_ratings(validation, name="validation")
+        if valid.nnz == 0:
+            raise RatingsError("validation is empty: 0 ratings")
+        df = valid.to_pandas()
+        users, items = df["user"].to_numpy(), df["item"].to_numpy()
+        y = df["rating"].to_numpy(dtype=np.float64)
+        X = np.column_stack([m.predict(users, items).astype(np.float64) for m in members])
+        w, c = _fit_weights(X, y, self.method, alpha)
+        self._adopt(members, w, c)
+        pred = self._clip(np.float32(c) + (X @ w).astype(np.float32))
+        self.validation_rmse_ = float(np.sqrt(np.mean((pred - y) ** 2)))
+        self._record(
+            False,
+            iteration=1,
+            validation_rmse=self.validation_rmse_,
+            **{
+                f"member_{j}_rmse": float(np.sqrt(np.mean((X[:, j] - y) ** 2)))
+                for j in range(len(members))
+            },
+        )
+        return self
+
+    def _adopt(self, members: list[Recommender], w: np.ndarray, c: float) -> None:
+        """Set the fitted state from members, weights and intercept."""
+        first = members[0]
+        self.users_ = first.users_
+        self.items_ = first.items_
+        self.user_counts_ = np.asarray(first.user_counts_, dtype=np.int64)
+        self.item_counts_ = np.asarray(first.item_counts_, dtype=np.int64)
+        self.global_mean_ = float(first.global_mean_)
+        self.rating_scale_ = tuple(first.rating_scale_)
+        self.row_edges_ = np.asarray(getattr(first, "row_edges_", [0, len(first.users_)]))
+        self.train_info_ = dict(getattr(first, "train_info_", {}))
+        if not hasattr(self, "history_"):
+            self.history_ = []
+        self.members_ = list(members)
+        self.weights_ = np.asarray(w, dtype=np.float64)
+        self.intercept_ = float(c)
+        self.user_factors_ = None
+        self.item_factors_ = None
+        self._maps = [
+            None
+            if (m.users_.equals(first.users_) and m.items_.equals(first.items_))
+            else (m._user_codes(first.users_), m._item_codes(first.items_))
+            for m in members
+        ]
+        self.user_bias_ = np.zeros(len(self.users_), dtype=np.float32)
+        cold = np.full(len(self.items_), -1, dtype=np.int64)
+        fallback = self._predict_codes(cold, np.arange(len(self.items_)))
+        self.item_bias_ = (fallback - self.global_mean_).astype(np.float32)
+
+    # ----------------------------------------------------------- prediction
+    def _member_codes(self, j: int, u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps = self._maps[j]
+        if maps is None:
+            return u, i
+        umap, imap = maps
+        return (
+            np.where(u >= 0, umap[np.maximum(u, 0)], -1),
+            np.where(i >= 0, imap[np.maximum(i, 0)], -1),
+        )
+
+    def _predict_codes(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=np.int64)
+        i = np.asarray(i, dtype=np.int64)
+        out = np.full(u.shape, self.intercept_, dtype=np.float64)
+        for j, (m, w) in enumerate(zip(self.members_, self.weights_, strict=True)):
+            if w == 0.0:
+                continue
+            mu, mi = self._member_codes(j, u, i)
+            out += w * m._clip(m._predict_codes(mu, mi)).astype(np.float64)
+        return out.astype(np.float32)
+
+    def _score_users(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=np.int64)
+        out = np.full((len(u), len(self.items_)), self.intercept_, dtype=np.float32)
+        for j, (m, w) in enumerate(zip(self.members_, self.weights_, strict=True)):
+            if w == 0.0:
+                continue
+            maps = self._maps[j]
+            if maps is None:
+                s = m._score_users(u)
+            else:
+                umap, imap = maps
+                mu = umap[u]
+                warm = mu >= 0
+                own = np.empty((len(u), len(m.items_)), dtype=np.float32)
+                if warm.any():
+                    own[warm] = m._score_users(mu[warm])
+                own[~warm] = (m.global_mean_ + m.item_bias_).astype(np.float32)
+                # Items this member never saw: its fallback for each user.
+                fb = m._predict_codes(mu, np.full(len(u), -1, dtype=np.int64))
+                s = np.where(imap[None, :] >= 0, own[:, np.maximum(imap, 0)], fb[:, None])
+            out += np.float32(w) * m._clip(s)
+        return out
+
+    # ---------------------------------------------------- persistence hooks
+    def _store_variables(self) -> dict[str, Any]:
+        kinds = [m.kind for m in self.members_]
+        return {
+            "weights": xr.DataArray(self.weights_, dims=("member",), attrs={"kinds": kinds}),
+        }
+
+    def _store_children(self) -> dict[str, Recommender]:
+        return {f"member_{j}": m for j, m in enumerate(self.members_)}
+
+    def _restore_store(self, ds: Any, read_child: Any) -> None:
+        w = np.asarray(ds["weights"].values, dtype=np.float64)
+        members = [read_child(f"member_{j}") for j in range(len(w))]
+        history = self.history_
+        self._adopt(members, w, float(self.intercept_))
+        self.history_ = history
+
+    # --------------------------------------------------------------- fold-in
+    def fold_in(self, new_ratings: Any, *, unknown_items: str = "raise") -> Blend:
+        """Fold the users of ``new_ratings`` into every member; same weights.
+
+        Examples
+        --------
+        >>> import dmf, pandas as pd
+        >>> from dmf.testing import random_ratings
+        >>> r = random_ratings(n_users=40, n_items=30, seed=2)
+        >>> train, valid = dmf.split.random(r, test_size=0.25, seed=0)
+        >>> model = dmf.blend([dmf.Baseline().fit(train)], validation=valid)
+        >>> new = pd.DataFrame({"user": [1000], "item": [0], "rating": [5.0]})
+        >>> int(model.fold_in(new).users_[-1])
+        1000
+        """
+        members = [m.fold_in(new_ratings, unknown_items=unknown_items) for m in self.members_]
+        new = Blend(self.method, self.alpha)
+        new.history_ = list(self.history_)
+        new._adopt(members, self.weights_, self.intercept_)
+        new.validation_rmse_ = getattr(self, "validation_rmse_", float("nan"))
+        new.fold_in_report_ = members[0].fold_in_report_
+        return new
+
+
+def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+def _check_members(models: Any) -> list[Recommender]:
+    if isinstance(models, Recommender) or not hasattr(models, "__iter__"):
+        raise ParameterError(
+            f"models must be a list of fitted dmf models, got {type(models).__name__}"
+        )
+    members = list(models)
+    if not members:
+        raise ParameterError("models is empty: pass at least one fitted model")
+    for j, m in enumerate(members):
+        if not isinstance(m, Recommender):
+            raise ParameterError(f"models[{j}] is a {type(m).__name__}, not a dmf model")
+        m._check_fitted()
+    return members
+
+
+def blend(models: Any, validation: Any, method: str = "nnls", alpha: float = 1.0) -> Blend:
+    """Blend fitted models linearly with weights fitted on a validation set.
+
+    Parameters
+    ----------
+    models : list of fitted dmf models
+        Trained on data that excludes ``validation``.
+    validation : Ratings or pandas.DataFrame
+        Held-out ratings (``user``, ``item``, ``rating``).
+    method : {"nnls", "ridge"}
+        Non-negative weights (default) or ridge-penalised weights; both with
+        a free intercept.
+    alpha : float
+        Ridge penalty (``method="ridge"``).
+
+    Returns
+    -------
+    Blend
+        A fitted model: ``predict``, ``recommend``, ``dmf.evaluate``,
+        ``save``/``dmf.load``, ``fold_in``.
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.testing import random_ratings
+    >>> r = random_ratings(n_users=40, n_items=30, seed=2)
+    >>> train, valid = dmf.split.random(r, test_size=0.25, seed=0)
+    >>> members = [dmf.Baseline(reg_user=r, reg_item=r).fit(train) for r in (0, 5, 50)]
+    >>> model = dmf.blend(members, validation=valid, method="ridge")
+    >>> len(model.weights_), type(model).__name__
+    (3, 'Blend')
+    """
+    return Blend(method=method, alpha=alpha).fit(models, validation)

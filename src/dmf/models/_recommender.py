@@ -1,0 +1,207 @@
+"""The user-facing model base: fitted state plus recommend, save and fold-in.
+
+:class:`Recommender` adds to :class:`dmf.core.FittedModel` the methods that
+call the services (serving, store); every model kind subclasses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from dmf.core import FittedModel
+from dmf.serving import fold_in, recommend, recommend_all, similar_items
+from dmf.store import save, to_xarray
+
+__all__ = ["Recommender"]
+
+
+class Recommender(FittedModel):
+    """Base class of dmf's models (``dmf.Baseline``, ``dmf.ALS``, ``dmf.SGD``, ...).
+
+    Attributes
+    ----------
+    users_, items_ : pandas.Index
+        The training data's original ids, in code order.
+    global_mean_ : float
+    user_bias_, item_bias_ : numpy.ndarray
+    user_factors_, item_factors_ : numpy.ndarray or None
+        ``(n_users, rank)`` and ``(n_items, rank)``; ``None`` for bias-only models.
+    user_counts_, item_counts_ : numpy.ndarray
+        Training ratings per user and item; zero means unseen (cold start).
+    rating_scale_ : tuple of float
+    history_ : list of dict
+        One record per iteration (see :attr:`history`).
+
+    Examples
+    --------
+    Every model shares this interface:
+
+    >>> import dmf
+    >>> from dmf.testing import random_ratings
+    >>> model = dmf.Baseline(max_iter=2).fit(random_ratings(n_users=20, n_items=10))
+    >>> isinstance(model, dmf.Recommender), model.is_fitted, model.kind
+    (True, True, 'baseline')
+    >>> model.user_bias_.shape, model.item_factors_ is None
+    ((20,), True)
+    """
+
+    # ------------------------------------------- persistence and fold-in
+    def save(self, path: Any, overwrite: bool = False, **storage_options: Any) -> str:
+        """Save the fitted model to a Zarr store: a local path or any fsspec URL.
+
+        See :func:`dmf.store._persist.save` (crash-safe; ``overwrite=True`` to replace
+        an existing store). Returns the store's URL; :func:`dmf.load` reads it.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [3.0, 5.0]})
+        >>> dmf.Baseline().fit(dmf.from_pandas(df)).save("memory://doc/m.zarr", overwrite=True)
+        'memory:///doc/m.zarr'
+        """
+
+        return save(self, path, overwrite=overwrite, **storage_options)
+
+    def to_xarray(self, chunked: bool = False) -> Any:
+        """The fitted model as an :class:`xarray.Dataset` (see :func:`dmf.store.to_xarray`).
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [3.0, 5.0]})
+        >>> dmf.Baseline().fit(dmf.from_pandas(df)).to_xarray()["user_bias"].dims
+        ('user',)
+        """
+
+        return to_xarray(self, chunked=chunked)
+
+    def fold_in(self, new_ratings: Any, *, unknown_items: str = "raise") -> FittedModel:
+        """A new model with the users of ``new_ratings`` solved against the fixed items.
+
+        See :func:`dmf.serving._foldin.fold_in`: new users are appended, known users
+        get factors and biases solved from exactly the ratings given.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [3.0, 5.0]})
+        >>> model = dmf.Baseline().fit(dmf.from_pandas(df))
+        >>> new = pd.DataFrame({"user": [9], "item": [2], "rating": [5.0]})
+        >>> 9 in model.fold_in(new).users_
+        True
+        """
+
+        return fold_in(self, new_ratings, unknown_items=unknown_items)
+
+    # ------------------------------------------------------ recommendation
+    def recommend(
+        self, users: Any, k: int = 10, exclude: Any = None, *, cold_start: str = "baseline"
+    ) -> pd.DataFrame:
+        """Top-k items for some users, computed in this process (no Dask graph).
+
+        Scores are the model's predictions :math:`\\mu + b_u + b_i (+ u \\cdot v)`;
+        the highest come first, equal scores by the lower item code. Items
+        never seen in training are never recommended.
+
+        Parameters
+        ----------
+        users : id or list of ids
+            Original user ids.
+        k : int
+            Items per user (>= 1, at most the number of items seen in training).
+            A user with fewer than ``k`` candidates gets fewer rows.
+        exclude : dmf.Ratings, optional
+            Items to leave out per user, matched by original id (normally the
+            training set). Its per-user lists are built once (a Dask compute) and
+            cached on the model, so later calls run on NumPy alone.
+        cold_start : {"baseline", "raise", "skip"}
+            Users unseen in training: ranked by ``mu + b_i`` (default), an
+            :class:`dmf.UnknownIdError`, or left out of the result.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``user``, ``item`` (original ids), ``score`` (float32),
+            ``rank`` (1 = best), users in the order given.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2, 3], "item": [10, 20, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0, 1.0]}))
+        >>> model = dmf.Baseline(reg_user=0, reg_item=0, max_iter=1).fit(train)
+        >>> model.recommend(users=[1, 2], k=2, exclude=train)  # user 1 has one candidate left
+           user  item  score  rank
+        0     1    30   0.75     1
+        1     2    10   5.50     1
+        2     2    30   1.50     2
+        """
+
+        return recommend(self, users, k, exclude, cold_start=cold_start)
+
+    def recommend_all(self, k: int = 10, exclude: Any = None) -> Any:
+        """Top-k items of every user seen in training, as a dask DataFrame.
+
+        One ``recommend-block`` task per user block of the training data (the
+        partitions); each scores its users against all items in chunks, so no
+        ``n_users x n_items`` array exists. Ranking as in :meth:`recommend`.
+
+        Parameters
+        ----------
+        k : int
+            Items per user (>= 1, at most the number of items seen in training).
+        exclude : dmf.Ratings, optional
+            Items to leave out per user, matched by original id, built per block
+            by a Dask graph (the whole of it is never collected).
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            Columns ``user``, ``item``, ``score``, ``rank``; one partition per user block.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2, 3], "item": [10, 20, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0, 1.0]}))
+        >>> model = dmf.Baseline(reg_user=0, reg_item=0, max_iter=1).fit(train)
+        >>> recs = model.recommend_all(k=1, exclude=train).compute()
+        >>> recs["user"].tolist()
+        [1, 2, 3]
+        """
+
+        return recommend_all(self, k, exclude)
+
+    def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:
+        """Items most similar to the given ones: cosine similarity of item factors.
+
+        Only factor models have item factors; a bias-only model raises
+        :class:`dmf.ParameterError`. An item is never its own neighbour; items
+        never seen in training are never returned.
+
+        Parameters
+        ----------
+        items : id or list of ids
+            Original item ids seen in training.
+        k : int
+            Neighbours per item (>= 1, fewer than the items seen in training).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``item``, ``similar_item``, ``score`` (cosine), ``rank``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2], "item": [10, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0]}))
+        >>> model = dmf.Baseline().fit(train)
+        >>> model.item_factors_ = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32)
+        >>> model.similar_items([10], k=2)["similar_item"].tolist()
+        [20, 30]
+        """
+
+        return similar_items(self, items, k)

@@ -1,0 +1,235 @@
+"""ALS speed on ML-10M-shaped synthetic data: seconds per iteration, GFLOP/s, peak RSS.
+
+Not an asv benchmark: run it as a script (the work is under ``__main__``)::
+
+    python tools/bench/als_speed.py                      # 70K x 10.7K, 10M ratings, rank 64
+    python tools/bench/als_speed.py --nnz 1000000 --users 6040 --items 3706   # ML-1M shape
+
+For each solver it fits ``dmf.ALS`` (explicit, float32) and reports the mean
+seconds per iteration over iterations 2.. (iteration 1 includes numba's
+compilation), the floating-point rate against float32 GEMM measured in the
+same run, and for Cholesky the rate of its Gram-building loop alone (built from
+the kernel's own gather and Gram functions with the kernel's switch between one
+BLAS GEMM per short row and the lower-triangle tiled Gram for long ones, timed
+on the user blocks, one block per thread, best of 3) and of the whole user
+half-sweep kernel (Gram and solve, best of 3). Flop counts per half-sweep, as in
+the issue: Cholesky ``nnz*k^2 + rows*k^3/3``; CG ``2*nnz*k*cg_steps``. GEMM is
+counted ``2*n^3`` (best of 3); the flops the Gram loop executes (both triangles
+for the GEMM rows) are shown too. The machine is shared: compare the rates
+printed in one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def gemm_gflops(n: int = 3072, reps: int = 3) -> float:
+    """float32 GEMM rate of this process's BLAS (all threads), best of ``reps``."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def gram_loop_seconds(csrs, V, threads: int) -> float:
+    """Wall time of the Cholesky kernel's Gram loop over all user blocks.
+
+    Built from the kernel's own pieces (``dmf.kernels._als``), with its switch:
+    a row of at most ``_BLAS_ROWS`` ratings is gathered row-major with its
+    bias and target columns and multiplied by one BLAS GEMM call; a longer one
+    is gathered transposed in chunks and goes through the register-tiled
+    lower-triangle Gram. No solve. One block per thread, BLAS
+    pinned to one thread as in a fit.
+    """
+    from numba import njit
+
+    from dmf.kernels._als import (
+        _BLAS_ROWS,
+        _CHUNK,
+        _gather_t,
+        _gram_blas,
+        _gram_lower,
+        _round_up,
+    )
+    from dmf.kernels._blas import one_blas_thread as _one_blas_thread
+
+    @njit(nogil=True)
+    def grams(indptr, indices, data, Y):
+        k = Y.shape[1]
+        K = _round_up(k + 2, 4)
+        GT = np.zeros((K, _CHUNK + 8), Y.dtype)
+        A = np.empty((K, K), Y.dtype)
+        G = np.empty((_BLAS_ROWS, k + 2), Y.dtype)
+        C = np.empty((k + 2, k + 2), Y.dtype)
+        ints = np.empty(3, np.int32)
+        consts = np.array([1, 0], Y.dtype)
+        flags = np.array([ord("N"), ord("T")], np.uint8)
+        acc = 0.0
+        for u in range(indptr.shape[0] - 1):
+            lo, hi = indptr[u], indptr[u + 1]
+            n = hi - lo
+            if n <= _BLAS_ROWS:
+                for idx in range(n):
+                    j = indices[lo + idx]
+                    for q in range(k):
+                        G[idx, q] = Y[j, q]
+                    G[idx, k] = 1
+                    G[idx, k + 1] = data[lo + idx]
+                _gram_blas(G, n, C, ints, consts, flags)
+                acc += C[0, 0]
+                continue
+            A[:] = 0
+            for c0 in range(lo, hi, _CHUNK):
+                nc = min(_CHUNK, hi - c0)
+                _gather_t(GT, indices, c0, nc, Y)
+                for idx in range(nc):
+                    GT[k, idx] = 1
+                    GT[k + 1, idx] = data[c0 + idx]
+                _gram_lower(GT, nc, A)
+            acc += A[0, 0]
+        return acc
+
+    def run(c):
+        with _one_blas_thread():
+            return grams(c.indptr, c.indices, c.data, V)
+
+    run(csrs[0])  # compile
+    return _best_wall(run, csrs, threads)
+
+
+def _best_wall(run, csrs, threads: int, reps: int = 3) -> float:
+    """Best of ``reps`` wall times of ``run`` over all blocks, one block per thread.
+
+    The best, as for the GEMM rate: other jobs on the shared machine only ever add time.
+    """
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, csrs))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _blas_rows() -> int:
+    from dmf.kernels._als import _BLAS_ROWS
+
+    return _BLAS_ROWS
+
+
+def kernel_seconds(csrs, V, threads: int) -> float:
+    """Wall time of the real Cholesky kernel (gather, Gram, solve) over all user blocks."""
+    from dmf.kernels._als import explicit_block
+    from dmf.kernels._blas import one_blas_thread as _one_blas_thread
+
+    dt = V.dtype.type
+    vb = np.zeros(V.shape[0], V.dtype)
+
+    def run(c):
+        n = len(c.indptr) - 1
+        X = np.zeros((n, V.shape[1]), V.dtype)
+        b = np.zeros(n, V.dtype)
+        with _one_blas_thread():
+            explicit_block(
+                c.indptr, c.indices, c.data, V, vb, dt(3.5), dt(0.1), dt(0.1), True, False, 1,
+                False, X, b, False,
+            )  # fmt: skip
+
+    run(csrs[0])
+    return _best_wall(run, csrs, threads)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, default=70_000)
+    p.add_argument("--items", type=int, default=10_700)
+    p.add_argument("--nnz", type=int, default=10_000_000)
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--cg-steps", type=int, default=3)
+    p.add_argument("--chunk-nnz", type=int, default=1_000_000)
+    p.add_argument("--solvers", default="cg,cholesky")
+    args = p.parse_args()
+
+    import dask
+
+    import dmf
+
+    k = args.rank
+    threads = dmf.engine._compute.n_threads()
+    gemm = gemm_gflops()
+    t = time.perf_counter()
+    data = dmf.datasets.synthetic(
+        args.users, args.items, args.nnz, seed=0, chunk_nnz=args.chunk_nnz, timestamps=False
+    )
+    print(
+        f"data: {data!r} generated in {time.perf_counter() - t:.1f} s; "
+        f"{threads} threads; float32 GEMM {gemm:.0f} GFLOP/s (measured now)"
+    )
+    m, n, nnz = data.n_users, data.n_items, data.nnz
+    rows = []
+    for solver in args.solvers.split(","):
+        model = dmf.ALS(rank=k, max_iter=args.iters, solver=solver, cg_steps=args.cg_steps)
+        t = time.perf_counter()
+        model.fit(data)
+        total = time.perf_counter() - t
+        sec = model.history["seconds"].to_numpy()
+        per_it = float(sec[1:].mean()) if len(sec) > 1 else float(sec[0])
+        if solver == "cholesky":
+            flops = 2 * nnz * k**2 + (m + n) * k**3 / 3
+        else:
+            flops = 2 * 2 * nnz * k * args.cg_steps
+        rows.append(
+            (solver, total, float(sec[0]), per_it, flops / per_it / 1e9,
+             float(model.history["train_rmse"].iloc[-1]))
+        )  # fmt: skip
+        if solver == "cholesky":
+            ucsr = dask.compute(data.row_csr())[0]
+            gsec = gram_loop_seconds(ucsr, model.item_factors_, threads)
+            useful = nnz * k**2 / gsec / 1e9
+            counts = np.concatenate([np.diff(c.indptr) for c in ucsr])
+            short = counts <= _blas_rows()
+            kp = -(-(k + 2) // 4) * 4  # the tiled Gram's padded size
+            executed = (
+                2 * counts[short].sum() * (k + 2) ** 2 + counts[~short].sum() * kp * (kp + 4)
+            ) / gsec / 1e9  # fmt: skip
+            ksec = kernel_seconds(ucsr, model.item_factors_, threads)
+            kuseful = (nnz * k**2 + m * k**3 / 3) / ksec / 1e9
+    print()
+    print(f"ALS explicit, rank {k}, {args.iters} iterations, {data.n_blocks} row blocks, float32")
+    print("| solver | fit s | iteration 1 s (compile) | s / iteration | GFLOP/s | % of GEMM "
+          "| train RMSE |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for solver, total, first, per_it, gf, rmse in rows:
+        print(
+            f"| {solver} | {total:.1f} | {first:.2f} | {per_it:.2f} | {gf:.1f} | "
+            f"{100 * gf / gemm:.0f}% | {rmse:.4f} |"
+        )
+    if "cholesky" in args.solvers:
+        print(
+            f"\nCholesky Gram loop (user side, one half-sweep): {gsec:.2f} s, "
+            f"{useful:.1f} GFLOP/s counted nnz*k^2 ({100 * useful / gemm:.0f}% of GEMM), "
+            f"{executed:.1f} GFLOP/s executed ({100 * executed / gemm:.0f}% of GEMM; full "
+            f"GEMM for rows of <= {_blas_rows()} ratings, lower-triangle tiles above)"
+        )
+        print(
+            f"Cholesky kernel (user side, one half-sweep: gather, Gram, solve): {ksec:.2f} s, "
+            f"{kuseful:.1f} GFLOP/s counted nnz*k^2 + users*k^3/3 "
+            f"({100 * kuseful / gemm:.0f}% of GEMM)"
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(f"peak RSS of this process (data generation included): {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

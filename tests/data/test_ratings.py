@@ -131,7 +131,7 @@ def test_check_ratings_rejects_non_ratings():
 
 
 def test_default_blocks_stay_within_1_5x_mean_with_a_heavy_user():
-    """The default block count leaves room for the heaviest user (issue 2's bound)."""
+    """The default block count leaves room for the heaviest user."""
     import dask
 
     rng = np.random.default_rng(0)

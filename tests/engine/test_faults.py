@@ -1,4 +1,4 @@
-"""Fault tolerance of the solvers on a real cluster (issue 8, part 3).
+"""Fault tolerance of the solvers on a real cluster.
 
 - A worker of the 2-process ``LocalCluster`` is SIGKILLed mid-fit (right after
   an iteration is recorded, while the next one's inputs live on that worker):

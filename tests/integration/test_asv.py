@@ -1,4 +1,4 @@
-"""The asv suite stays importable and well-formed (issue 8, part 1).
+"""The asv suite stays importable and well-formed.
 
 ``asv check --python=same`` discovers every benchmark in ``benchmarks/`` in
 this environment without running any: a broken benchmark module (an import

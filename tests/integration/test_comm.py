@@ -1,4 +1,4 @@
-"""Communication cost of distribution (issue 8, part 5).
+"""Communication cost of distribution.
 
 Bytes moved between the workers of a real 2-process ``LocalCluster``, read
 from each worker's ``transfer_incoming_log`` (distributed's own record of every

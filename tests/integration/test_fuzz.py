@@ -1,4 +1,4 @@
-"""Bad-input fuzzing of the public entry points (issue 8, part 4).
+"""Bad-input fuzzing of the public entry points.
 
 Hypothesis draws frames with NaN/inf ratings, mixed id types, empty frames,
 huge ids, wrong dtypes and wrong column names, and hyper-parameters, ``k``,

@@ -1,5 +1,5 @@
 """DSGD biased MF (dmf.SGD): kernel vs plain-Python reference, grid, determinism,
-schedules, early stopping, checkpoints, parameter checks, ML-100K accuracy (issue 5)."""
+schedules, early stopping, checkpoints, parameter checks, ML-100K accuracy."""
 
 from __future__ import annotations
 

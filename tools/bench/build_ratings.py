@@ -15,7 +15,7 @@ Not an asv benchmark: run it as a script.
    (``resource.getrusage``: the whole process, interpreter and imports
    included) with the import cost reported separately.
 
-Targets (issue 2): under 60 s and under 3 GB peak RSS on the 2-core machine.
+Targets: under 60 s and under 3 GB peak RSS on the 2-core machine.
 """
 
 from __future__ import annotations

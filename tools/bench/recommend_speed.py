@@ -16,7 +16,7 @@ threaded scheduler runs in it). Run::
     python tools/bench/recommend_speed.py            # ML-20M shape
     python tools/bench/recommend_speed.py --scale 0.1  # quick
 
-Targets (issue 3): recommend_all < 30 s and peak RSS < 4 GB; evaluate < 90 s.
+Targets: recommend_all < 30 s and peak RSS < 4 GB; evaluate < 90 s.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ time of one pass over one grid block, no Dask), and the padding of the
 internal rank (``--pad-rank``, default 100: padded to a multiple of 16, 112,
 as dmf does, vs a multiple of 4, 100).
 
-Targets (issue 5): >= 25% of the bound and <= 1.5 s per epoch at rank 64.
+Targets: >= 25% of the bound and <= 1.5 s per epoch at rank 64.
 The machine is shared with other jobs: figures are measured under load.
 """
 

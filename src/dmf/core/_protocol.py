@@ -44,20 +44,7 @@ class FittedModel:
 
     :class:`dmf.Recommender` adds the user-facing methods (``recommend``,
     ``save``, ``fold_in``, ...) on top; model kinds subclass that.
-
-    Attributes
-    ----------
-    users_, items_ : pandas.Index
-        The training data's original ids, in code order.
-    global_mean_ : float
-    user_bias_, item_bias_ : numpy.ndarray
-    user_factors_, item_factors_ : numpy.ndarray or None
-        ``(n_users, rank)`` and ``(n_items, rank)``; ``None`` for bias-only models.
-    user_counts_, item_counts_ : numpy.ndarray
-        Training ratings per user and item; zero means unseen (cold start).
-    rating_scale_ : tuple of float
-    history_ : list of dict
-        One record per iteration (see :attr:`history`).
+    The fitted attributes are listed on :class:`dmf.Recommender`.
     """
 
     #: Short name used by ``dmf.fit(method=...)`` and stored with saved models.
@@ -206,8 +193,8 @@ class FittedModel:
         """Dense ``(len(u), n_items)`` float32 scores of known users against every item."""
         u = np.asarray(u, dtype=np.int64)
         if self.user_factors is not None and self.item_factors is not None:
-            # one GEMM adds the biases too: [p_u, mu + b_u, 1] . [q_i, 1, b_i]; half the
-            # time of a product followed by two passes over the scores (issue 3)
+            # one GEMM adds the biases too: [p_u, mu + b_u, 1] . [q_i, 1, b_i], instead
+            # of a product followed by two passes over the scores
             items = self._cached("augmented_items", self._augmented_items)
             users = np.empty((len(u), items.shape[1]), dtype=items.dtype)
             users[:, :-2] = self.user_factors[u]
@@ -342,7 +329,7 @@ def _seen_codes(index: pd.Index, counts: np.ndarray, ids: Any) -> np.ndarray:
         target = pd.Index(_ids(ids))
         if target.dtype == object:
             # [5] arrives as an object array: looking it up as object would convert
-            # the whole index to object first (5 ms at 138K users); int stays int.
+            # the whole index to object first; int stays int.
             target = target.infer_objects()
         codes = index.get_indexer(target)
     except (TypeError, ValueError) as e:

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from dmf._errors import DatasetError, ParameterError, check_choice
-from dmf.data._io import _build, _Spec
+from dmf.data._build import _build
+from dmf.data._clean import _Spec
 from dmf.data._ratings import Ratings
 from dmf.data._split import unseen_report
 

@@ -1,8 +1,15 @@
-"""dmf: distributed matrix factorisation for recommender systems on Dask."""
+"""dmf: distributed matrix factorisation for recommender systems on Dask.
 
+Public names load on first use (SPEC 1 lazy loading): ``import dmf`` stays
+cheap, and ``dmf.fit`` imports the models, Dask and numba when first touched.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from dmf import datasets, split, testing
 from dmf._errors import (
     ClusterError,
     ConvergenceError,
@@ -15,16 +22,57 @@ from dmf._errors import (
     StoreError,
     UnknownIdError,
 )
-from dmf.api import METHODS, cross_validate, fit, grid_search
-from dmf.data import Ratings, from_dask, from_pandas, read_csv, read_parquet
-from dmf.evaluation import evaluate
-from dmf.models import ALS, SGD, Baseline, Blend, Recommender, blend
-from dmf.store import load
 
 try:
     __version__ = version("dmf")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+#: Where each lazily loaded public name lives.
+_LAZY = {
+    "METHODS": "dmf.api",
+    "cross_validate": "dmf.api",
+    "fit": "dmf.api",
+    "grid_search": "dmf.api",
+    "Ratings": "dmf.data",
+    "from_dask": "dmf.data",
+    "from_pandas": "dmf.data",
+    "read_csv": "dmf.data",
+    "read_parquet": "dmf.data",
+    "evaluate": "dmf.evaluation",
+    "ALS": "dmf.models",
+    "SGD": "dmf.models",
+    "Baseline": "dmf.models",
+    "Blend": "dmf.models",
+    "Recommender": "dmf.models",
+    "blend": "dmf.models",
+    "load": "dmf.store",
+}
+_SUBMODULES = ("datasets", "split", "testing")
+
+if TYPE_CHECKING:
+    from dmf import datasets, split, testing
+    from dmf.api import METHODS, cross_validate, fit, grid_search
+    from dmf.data import Ratings, from_dask, from_pandas, read_csv, read_parquet
+    from dmf.evaluation import evaluate
+    from dmf.models import ALS, SGD, Baseline, Blend, Recommender, blend
+    from dmf.store import load
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"dmf.{name}")
+    else:
+        raise AttributeError(f"module 'dmf' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ALS",

@@ -128,3 +128,23 @@ def test_resume_continues_to_the_same_biases(tmp_path):
     assert list(resumed.history["iteration"]) == list(range(1, 7))
     with pytest.raises(dmf.ParameterError, match="different fit"):
         dmf.Baseline(max_iter=6, reg_user=1.0).fit(r, checkpoint=path, resume=True)
+
+
+def test_constant_ratings_warn_that_an_explicit_model_learns_nothing():
+    df = pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 1], "rating": [1.0, 1.0, 1.0]})
+    with pytest.warns(dmf.DMFWarning, match=r"all 3 ratings equal 1.*implicit=True"):
+        dmf.Baseline().fit(dmf.from_pandas(df))
+
+
+def test_fit_takes_a_dataframe_as_evaluate_does():
+    df = random_frame(n_users=15, n_items=8, seed=4)
+    a = dmf.fit(df, method="baseline")
+    b = dmf.fit(dmf.from_pandas(df), method="baseline")
+    np.testing.assert_array_equal(a.user_bias_, b.user_bias_)
+    pairs = df.head(5)
+    out = a.predict(pairs)
+    np.testing.assert_array_equal(
+        out["prediction"].to_numpy(), a.predict(pairs["user"], pairs["item"])
+    )
+    with pytest.raises(dmf.ParameterError, match="lacks column"):
+        a.predict(pairs.rename(columns={"item": "movie"}))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from dmf._errors import ParameterError, check_int
 from dmf.api._fit import fit, make_estimator
+from dmf.data._io import to_ratings
 from dmf.data._ratings import Ratings, check_ratings
 from dmf.data._split import kfold
 from dmf.engine._compute import key
@@ -226,7 +227,7 @@ def cross_validate(
     >>> bool(cv.loc["mean", "rmse"] > 0)
     True
     """
-    ratings = check_ratings(ratings)
+    ratings = check_ratings(to_ratings(ratings, name="ratings"))
     cls = _check_method(method)
     folds = check_int("folds", folds, 2)
     seed = check_int("seed", seed, 0)
@@ -326,7 +327,7 @@ def grid_search(
     >>> best["rank"].tolist()
     [1, 2]
     """
-    ratings = check_ratings(ratings)
+    ratings = check_ratings(to_ratings(ratings, name="ratings"))
     cls = _check_method(method)
     folds = check_int("folds", folds, 2)
     seed = check_int("seed", seed, 0)

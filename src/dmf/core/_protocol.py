@@ -243,14 +243,24 @@ class FittedModel:
         return pred
 
     def predict(
-        self, users: Any, items: Any, *, cold_start: str = "baseline", clip: bool = True
-    ) -> np.ndarray:
-        """Predicted ratings for pairs of original ids.
+        self,
+        users: Any,
+        items: Any = None,
+        *,
+        cold_start: str = "baseline",
+        clip: bool = True,
+        user: str = "user",
+        item: str = "item",
+    ) -> Any:
+        """Predicted ratings for pairs of original ids, or for a DataFrame's pairs.
 
         Parameters
         ----------
         users, items : array-like
-            Original ids, one pair per position (a scalar is broadcast).
+            Original ids, one pair per position (a scalar is broadcast). Or
+            ``users`` a pandas DataFrame and ``items`` omitted: its ``user`` and
+            ``item`` columns are the pairs, and a copy of it comes back with a
+            ``prediction`` column (as Spark's ``ALSModel.transform``).
         cold_start : {"baseline", "nan", "raise"}
             Ids unseen in training: ``"baseline"`` (default) falls back to the
             global mean plus whatever biases are known (user bias if only the
@@ -262,7 +272,7 @@ class FittedModel:
 
         Returns
         -------
-        numpy.ndarray of float32
+        numpy.ndarray of float32, or pandas.DataFrame for a DataFrame
 
         Examples
         --------
@@ -274,8 +284,25 @@ class FittedModel:
         array([3.25, 3.  ], dtype=float32)
         >>> model.predict(99, 1, cold_start="nan")  # user 99 never seen in training
         array([nan], dtype=float32)
+        >>> model.predict(pd.DataFrame({"user": [1], "item": [2]}))
+           user  item  prediction
+        0     1     2        3.25
         """
         self._check_fitted()
+        if isinstance(users, pd.DataFrame) and items is None:
+            missing = [c for c in (user, item) if c not in users.columns]
+            if missing:
+                raise ParameterError(
+                    f"predict: the DataFrame lacks column(s) {missing} (it has "
+                    f"{list(users.columns)}); name them with user=, item="
+                )
+            out = users.copy()
+            out["prediction"] = self.predict(
+                users[user].to_numpy(), users[item].to_numpy(), cold_start=cold_start, clip=clip
+            )
+            return out
+        if items is None:
+            raise ParameterError("predict needs items= (or a DataFrame of user, item pairs)")
         check_choice("cold_start", cold_start, COLD_START)
         users_a, items_a = _pairs(users, items)
         u = self._user_codes(users_a)

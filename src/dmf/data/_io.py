@@ -23,7 +23,13 @@ from dmf.data._build import _build
 from dmf.data._clean import _Spec
 from dmf.data._ratings import Ratings, default_n_blocks
 
-__all__ = ["from_dask", "from_pandas", "read_csv", "read_parquet"]
+__all__ = [
+    "from_dask",
+    "from_pandas",
+    "read_csv",
+    "read_parquet",
+    "to_ratings",
+]
 
 
 def from_pandas(
@@ -135,6 +141,27 @@ def from_dask(
     spec.check_columns(list(ddf.columns), ddf.dtypes)
     parts = ddf[spec.columns].to_delayed()
     return _build(parts, spec, chunk_nnz)
+
+
+def to_ratings(
+    data: Any, user: Any = "user", item: Any = "item", rating: Any = "rating", name: str = "test"
+) -> Ratings:
+    """A :class:`Ratings` as is, or one built from a pandas DataFrame (default policies).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from dmf.data._io import to_ratings
+    >>> to_ratings(pd.DataFrame({"user": [1], "item": [2], "rating": [4.0]})).nnz
+    1
+    """
+    if isinstance(data, Ratings):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return from_pandas(data, user=user, item=item, rating=rating)
+    raise RatingsError(
+        f"{name} must be a dmf.Ratings or a pandas DataFrame, got {type(data).__name__}"
+    )
 
 
 def _reader_error(path: Any, e: Exception) -> RatingsError:

@@ -158,6 +158,8 @@ class Ratings:
             if self.nnz
             else (float("nan"), float("nan"))
         )
+        #: The smallest and largest value in the data (the scale may be wider).
+        self.observed_range = observed
         self.rating_scale = tuple(rating_scale) if rating_scale is not None else observed
 
     # ------------------------------------------------------------------ basics

@@ -18,6 +18,7 @@ import numpy as np
 
 from dmf._errors import ParameterError, RatingsError, check_int, check_param
 from dmf.data._blocks import RowBlock
+from dmf.data._io import to_ratings
 from dmf.data._ratings import Ratings, check_ratings
 from dmf.engine._compute import key, persist
 
@@ -225,7 +226,7 @@ def random(r: Ratings, test_size: float = 0.2, seed: int = 0) -> tuple[Ratings, 
     >>> train.nnz + test.nnz == r.nnz, (train.users == test.users).all()
     (True, np.True_)
     """
-    r = check_ratings(r)
+    r = check_ratings(to_ratings(r, name="ratings"))
     test_size = _check_test_size(test_size)
     seed = _check_seed(seed)
     labels = _labels(r, _assign_random, "random", test_size, per_block_seed=seed)
@@ -264,7 +265,7 @@ def by_user(
     >>> test.nnz, test.report["unseen_users"]
     (50, 0)
     """
-    r = check_ratings(r)
+    r = check_ratings(to_ratings(r, name="ratings"))
     seed = _check_seed(seed)
     if leave_k_out is None:
         test_size = _check_test_size(test_size)
@@ -313,7 +314,7 @@ def temporal(r: Ratings, test_size: float = 0.2, per_user: bool = True) -> tuple
     >>> test.to_pandas()[["user", "item"]].values.tolist()
     [[1, 2], [2, 2]]
     """
-    r = check_ratings(r)
+    r = check_ratings(to_ratings(r, name="ratings"))
     test_size = _check_test_size(test_size)
     if not isinstance(per_user, (bool, np.bool_)):
         raise ParameterError(
@@ -398,7 +399,7 @@ def kfold(r: Ratings, k: int = 5, seed: int = 0) -> list[tuple[Ratings, Ratings]
     >>> sum(test.nnz for _, test in folds) == r.nnz
     True
     """
-    r = check_ratings(r)
+    r = check_ratings(to_ratings(r, name="ratings"))
     k = check_int("k", k, 2, min(r.nnz, 127) if r.nnz >= 2 else 2)
     seed = _check_seed(seed)
     labels = _labels(r, _assign_kfold, "kfold", k, per_block_seed=seed)

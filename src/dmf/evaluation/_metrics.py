@@ -23,7 +23,7 @@ from dmf._errors import (
 from dmf.core._protocol import COLD_START, FittedModel
 from dmf.data._blocks import RowBlock
 from dmf.data._exclusions import exclusion_blocks
-from dmf.data._io import from_pandas
+from dmf.data._io import to_ratings
 from dmf.data._ratings import Ratings
 from dmf.engine._compute import key, tree_reduce
 from dmf.evaluation._ranking import (
@@ -38,19 +38,6 @@ __all__ = ["align", "evaluate", "to_ratings"]
 
 #: Error metrics on rating predictions.
 ERROR_METRICS = ("rmse", "mae")
-
-
-def to_ratings(
-    data: Any, user: Any = "user", item: Any = "item", rating: Any = "rating", name: str = "test"
-) -> Ratings:
-    """Accept a Ratings or a pandas DataFrame (built with the default policies)."""
-    if isinstance(data, Ratings):
-        return data
-    if isinstance(data, pd.DataFrame):
-        return from_pandas(data, user=user, item=item, rating=rating)
-    raise RatingsError(
-        f"{name} must be a dmf.Ratings or a pandas DataFrame, got {type(data).__name__}"
-    )
 
 
 def align(model: FittedModel, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:

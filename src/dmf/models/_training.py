@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dmf._errors import DMFWarning, ParameterError, RatingsError, check_int, check_param
+from dmf.data._io import to_ratings
 from dmf.data._ratings import Ratings, check_ratings
 from dmf.engine import Engine
-from dmf.evaluation import evaluate, to_ratings
+from dmf.evaluation import evaluate
 from dmf.store._checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["FitArgs", "Iterative", "deprecated_alias", "train"]
@@ -93,12 +94,27 @@ def _converged(prev: float | None, obj: float | None, tol: float) -> bool:
     return abs(prev - obj) <= tol * max(abs(prev), 1e-300)
 
 
+def _warn_constant(model: Any, ratings: Ratings) -> None:
+    """An explicit model learns nothing from ratings that are all one value: say so."""
+    lo, hi = getattr(ratings, "observed_range", (None, None))
+    if getattr(model, "implicit", False) or lo is None or lo != hi:
+        return
+    warnings.warn(
+        f"all {ratings.nnz} ratings equal {lo:g}: a {type(model).__name__} fitted on "
+        "explicit ratings learns nothing from them. For interactions (clicks, plays, "
+        "purchases) fit a ranking model: dmf.ALS(implicit=True)",
+        DMFWarning,
+        stacklevel=4,
+    )
+
+
 def train(model: Any, ratings: Any, args: FitArgs) -> Any:
     """Fit ``model`` on ``ratings`` with its iterations; returns the model."""
     model._validate_params()
-    ratings = check_ratings(ratings)
+    ratings = check_ratings(to_ratings(ratings, name="ratings"))
     loaded = load_checkpoint(args.checkpoint) if args.resume else None
     model._prepare(ratings, None if loaded is None else loaded[2])
+    _warn_constant(model, ratings)
     model._set_training_state(ratings)
     fingerprint = model._fingerprint()
     start, saved = 0, None

@@ -15,6 +15,7 @@ from dmf.cli._common import (
     _cluster,
     _describe,
     _evaluate,
+    _ids_like,
     _json_default,
     _load,
     _load_model,
@@ -135,7 +136,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - t0
         _note(f"fitted {args.method} on {_describe(train)} in {seconds:.2f} s")
         if test is not None:
-            scores = _evaluate(model, test, metrics)
+            # ranking metrics leave out what the user had in training, as evaluate does
+            scores = _evaluate(
+                model, test, metrics, train=train, relevance_threshold=args.relevance_threshold
+            )
             print(
                 _table([{"metric": k, "value": v} for k, v in scores.items()], ["metric", "value"])
             )
@@ -198,6 +202,17 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     else:
         recs.to_parquet(args.out, index=False)
         _note(f"recommendations written to {args.out}")
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    if args.k < 1:
+        raise CLIError(f"-k {args.k}: need at least 1")
+    if getattr(model, "item_factors_", None) is None:
+        raise CLIError(f"MODEL {args.model!r} is a {model.kind} model: it has no item factors")
+    items = _ids_like(args.items, model.items_, "--items")
+    print(model.similar_items(items, k=args.k).to_string(index=False))
     return 0
 
 

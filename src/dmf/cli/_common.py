@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import codecs
 import contextlib
 import inspect
 import re
@@ -47,10 +48,14 @@ def _parse_value(text: str) -> Any:
 
 def _params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """Hyper-parameters from ``--rank/--reg/--iterations/--seed/-p`` for estimator ``cls``."""
-    names = set(cls._param_names()) | (
-        set(inspect.signature(cls.fit).parameters) - {"self", "ratings"}
-    )
+    names = set(cls._param_names()) - {"verbose"}
     out: dict[str, Any] = {}
+    if getattr(args, "implicit", False):
+        if "implicit" not in names:
+            raise CLIError(
+                f"--implicit: method {args.method!r} fits ratings only; use --method als"
+            )
+        out["implicit"] = True
     if args.rank is not None:
         out["rank"] = args.rank
     if args.reg is not None:
@@ -66,6 +71,11 @@ def _params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise CLIError(f"-p {item!r}: expected NAME=VALUE, e.g. -p solver=cg")
+        if name.strip() not in names:
+            raise CLIError(
+                f"-p {name.strip()}: not a hyper-parameter of {args.method!r}; "
+                f"it has {', '.join(sorted(names))}"
+            )
         out[name.strip()] = _parse_value(value)
     return out
 
@@ -94,11 +104,83 @@ def _load(spec: str, args: argparse.Namespace, what: str) -> Any:
             "(100k, 1m, 10m, 20m, 25m, latest-small; 100k:u1 for the official split)"
         )
     cols = _columns(args)
+    policy = {"duplicates": _duplicates(args)}
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq") or (path.is_dir() and "://" not in spec):
-        return dmf.read_parquet(spec, **cols)
-    sep = args.sep if args.sep is not None else ("\t" if suffix in (".tsv", ".tab") else ",")
-    return dmf.read_csv(spec, sep=sep, **cols)
+    try:
+        if suffix in (".parquet", ".pq") or (path.is_dir() and "://" not in spec):
+            return dmf.read_parquet(spec, **cols, **policy)
+        name = path.name.lower()
+        known = _MOVIELENS_FILES.get("u.data" if _ML100K_FILE.match(name) else name)
+        if known is not None and _default_columns(args):
+            return dmf.read_csv(spec, **known, **policy)
+        sep = _unescape(args.sep) if args.sep is not None else None
+        if sep is None:
+            sep = "\t" if suffix in (".tsv", ".tab") else ","
+        kw: dict[str, Any] = {"sep": sep}
+        if args.names:
+            kw["names"] = [n.strip() for n in args.names.split(",") if n.strip()]
+            kw["header"] = None if args.no_header else 0
+        elif args.no_header:
+            raise CLIError("--no-header needs --names, e.g. --names user,item,rating,timestamp")
+        return dmf.read_csv(spec, **kw, **cols, **policy)
+    except dmf.RatingsError as e:
+        raise CLIError(_in_cli_terms(str(e))) from e
+
+
+#: MovieLens 100K's tab-separated files: u.data and the u1..u5, ua, ub splits.
+_ML100K_FILE = re.compile(r"^u(?:[1-5ab])?\.(?:data|base|test)$")
+#: MovieLens rating files read by name: (options of dmf.read_csv).
+_MOVIELENS_FILES: dict[str, dict[str, Any]] = {
+    "u.data": {
+        "sep": "\t",
+        "header": None,
+        "names": ["user", "item", "rating", "timestamp"],
+        "timestamp": "timestamp",
+    },
+    "ratings.dat": {
+        "sep": "::",
+        "engine": "python",
+        "header": None,
+        "names": ["user", "item", "rating", "timestamp"],
+        "timestamp": "timestamp",
+    },
+    "ratings.csv": {
+        "user": "userId",
+        "item": "movieId",
+        "rating": "rating",
+        "timestamp": "timestamp",
+    },
+}
+
+
+def _default_columns(args: argparse.Namespace) -> bool:
+    """No column option given: a known MovieLens file may use its own layout."""
+    return (args.user_col, args.item_col, args.rating_col, args.names) == (
+        "user", "item", "rating", None,
+    )  # fmt: skip
+
+
+def _unescape(sep: str) -> str:
+    """``--sep '\\t'`` as typed in a shell means a tab."""
+    return codecs.decode(sep, "unicode_escape") if "\\" in sep else sep
+
+
+def _duplicates(args: argparse.Namespace) -> str:
+    if getattr(args, "duplicates", None):
+        return args.duplicates
+    return "sum" if getattr(args, "implicit", False) else "raise"
+
+
+def _in_cli_terms(message: str) -> str:
+    """A data error's hint in the options a command-line user types."""
+    return message.replace(
+        "Name them with user=, item=, rating= (rating=None for implicit feedback).",
+        "Name them with --user-col, --item-col, --rating-col (--rating-col none for "
+        "interactions), or --no-header --names for a file without a header row.",
+    ).replace(
+        "Pass duplicates='last', 'mean' or 'sum' to merge them.",
+        "Pass --duplicates last, mean or sum to merge them (--implicit sums events into counts).",
+    )
 
 
 def _only(data: Any) -> Any:
@@ -123,15 +205,20 @@ def _load_model(path: str) -> Any:
 
 def _user_ids(text: str, model: Any) -> list[Any]:
     """Ids from ``"1,2"`` typed like the model's user ids."""
+    return _ids_like(text, model.users_, "--users")
+
+
+def _ids_like(text: str, index: Any, option: str) -> list[Any]:
+    """Ids from ``"1,2"`` typed like the ids of ``index``."""
     parts = [t.strip() for t in text.split(",") if t.strip()]
     if not parts:
-        raise CLIError(f"--users {text!r}: give comma-separated user ids, e.g. --users 1,2")
-    kind = getattr(getattr(model.users_, "dtype", None), "kind", "O")
+        raise CLIError(f"{option} {text!r}: give comma-separated ids, e.g. {option} 1,2")
+    kind = getattr(getattr(index, "dtype", None), "kind", "O")
     if kind in "iu":
         try:
             return [int(t) for t in parts]
         except ValueError as e:
-            raise CLIError(f"--users {text!r}: this model's user ids are integers") from e
+            raise CLIError(f"{option} {text!r}: this model's ids are integers") from e
     if kind == "f":
         return [float(t) for t in parts]
     return parts
@@ -221,7 +308,13 @@ def _scores_table(scores: dict[str, Any]) -> str:
 
 
 def _describe(r: Any) -> str:
-    return f"{r.nnz:,} ratings, {r.n_users:,} users x {r.n_items:,} items"
+    what = "interactions" if r.implicit else "ratings"
+    text = f"{r.nnz:,} {what}, {r.n_users:,} users x {r.n_items:,} items"
+    merged = r.report.get("duplicates_merged", 0)
+    if merged:
+        how = "summed into counts" if r.report.get("duplicates_policy") == "sum" else "merged"
+        text += f" ({merged:,} repeated events {how})"
+    return text
 
 
 def _short(v: Any) -> str:

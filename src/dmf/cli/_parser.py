@@ -14,6 +14,7 @@ from dmf.cli._commands import (
     _cmd_fit,
     _cmd_info,
     _cmd_recommend,
+    _cmd_similar,
 )
 
 __all__ = ["build_parser"]
@@ -128,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="any other hyper-parameter, e.g. -p solver=cg (repeatable)",
+        help="any other hyper-parameter of the method, e.g. -p solver=cg (repeatable)",
+    )
+    p.add_argument(
+        "--relevance-threshold",
+        type=float,
+        help="test ratings >= this are relevant for ranking metrics (default: all)",
     )
     p.add_argument("--out", help="save the model to this Zarr store (path or fsspec URL)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out store")
@@ -218,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
 
+    # similar
+    p = _command(
+        sub,
+        common,
+        "similar",
+        help="items most similar to some items (cosine of item factors)",
+        description="Nearest items by the cosine of a factor model's item factors.",
+        epilog=_examples("dmf similar model.zarr --items 50,172 -k 10"),
+    )
+    p.add_argument("model", metavar="MODEL", help="a model store written by 'dmf fit --out'")
+    p.add_argument("--items", required=True, help="comma-separated item ids")
+    p.add_argument("-k", type=int, default=10, help="neighbours per item (default: 10)")
+    p.set_defaults(func=_cmd_similar)
+
     # datasets
     p = _command(
         sub,
@@ -271,7 +291,27 @@ def _add_columns(p: argparse.ArgumentParser) -> None:
         default="rating",
         help="rating column (default: rating); 'none' for implicit feedback",
     )
-    g.add_argument("--sep", help="CSV separator (default: ',' or tab for .tsv)")
+    g.add_argument("--sep", help=r"CSV separator, escapes understood: '\t' (default: ',')")
+    g.add_argument(
+        "--no-header", action="store_true", help="the CSV has no header row (give --names)"
+    )
+    g.add_argument(
+        "--names",
+        metavar="COLS",
+        help="column names of a headerless CSV, e.g. user,item,rating,timestamp",
+    )
+    g.add_argument(
+        "--implicit",
+        action="store_true",
+        help="interactions, not ratings: repeated (user, item) events are summed into counts "
+        "and the model is fitted for ranking (implicit=True)",
+    )
+    g.add_argument(
+        "--duplicates",
+        choices=["raise", "last", "mean", "sum"],
+        help="repeated (user, item) rows: raise (default for ratings), keep the last, "
+        "average, or sum (default with --implicit)",
+    )
 
 
 def _add_cluster(p: argparse.ArgumentParser) -> None:

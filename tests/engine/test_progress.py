@@ -125,7 +125,8 @@ def test_session_is_reentrant():
 def test_fit_keeps_signature_and_doc():
     import inspect
 
-    assert list(inspect.signature(dmf.Baseline.fit).parameters) == ["self", "ratings"]
+    want = ["self", "ratings", "validation", "checkpoint", "checkpoint_every", "resume"]
+    assert list(inspect.signature(dmf.Baseline.fit).parameters) == want
     assert dmf.Baseline.fit.__doc__.startswith("Fit the biases")
 
 

@@ -234,14 +234,13 @@ def estimator_params(draw: Any, cls: type) -> dict[str, Any]:
 
     sig = inspect.signature(cls.__init__)
     params = {}
-    for name, p in sig.parameters.items():
-        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
+    for name in cls._param_names():  # deprecated aliases left out: they warn
+        p = sig.parameters[name]
         if draw(st.booleans()):
             params[name] = draw(_param_strategy(name, p.default))
     # Keep every fit short: iterations are drawn small (or bad) above; default them to 1.
-    for it in ("max_iter", "n_epochs", "n_iter"):
-        if it in sig.parameters and it not in params:
+    for it in ("max_iter", "n_epochs"):
+        if it in cls._param_names() and it not in params:
             params[it] = 1
     if "rank" in sig.parameters and "rank" not in params:
         params["rank"] = 4
@@ -262,7 +261,7 @@ def train() -> Any:
 
 @pytest.fixture(scope="module")
 def models(train: Any) -> dict[str, Any]:
-    params = {"baseline": {"n_iter": 2}, "als": {"rank": 4, "max_iter": 2}}
+    params = {"baseline": {"max_iter": 2}, "als": {"rank": 4, "max_iter": 2}}
     params["sgd"] = {"rank": 4, "n_epochs": 2}
     return {kind: dmf.METHODS[kind](**params[kind]).fit(train) for kind in KINDS}
 

@@ -22,7 +22,7 @@ def _fit(kind: str, df: pd.DataFrame, **params):
     if kind not in dmf.METHODS:
         pytest.skip(f"dmf.METHODS has no {kind!r} yet")
     defaults = {
-        "baseline": {"n_iter": 4},
+        "baseline": {"max_iter": 4},
         "als": {"rank": 5, "max_iter": 4, "seed": 0},
         "sgd": {"rank": 5, "n_epochs": 3, "grid": 2, "seed": 0},
     }[kind]

@@ -22,7 +22,7 @@ from dmf.testing import random_frame
 
 #: Small, fast settings for each model kind.
 SETTINGS = {
-    "baseline": {"n_iter": 3},
+    "baseline": {"max_iter": 3},
     "als": {"rank": 4, "max_iter": 3, "seed": 1},
     "sgd": {"rank": 4, "n_epochs": 3, "grid": 2, "seed": 1},
 }

@@ -261,3 +261,14 @@ def test_duplicate_rows_counted_in_input_positions_after_drops():
     )
     with pytest.raises(dmf.RatingsError, match=r"\(user=1, item=7\) at rows \[2, 4\]"):
         dmf.from_pandas(df, on_invalid="drop")
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [([1, [2], 3], "user id is unhashable"), ([1, 2, 2**70], "user id is an integer beyond")],
+)
+def test_ids_no_id_map_can_hold_name_the_column_count_and_rows(bad, words):
+    df = pd.DataFrame({"user": pd.Series(bad, dtype=object), "item": [1, 2, 3], "rating": 3.0})
+    with pytest.raises(dmf.RatingsError, match=rf"1 of 3 rows are invalid \(1 {words}"):
+        dmf.from_pandas(df)
+    assert dmf.from_pandas(df, on_invalid="drop").report["invalid_dropped"] == 1

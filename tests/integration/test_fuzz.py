@@ -100,6 +100,12 @@ ODD_ID = st.one_of(
     st.booleans(),
     st.binary(max_size=2),
 )
+#: Values no id map can hold: each must be a dmf error naming the column and rows.
+UNHASHABLE = st.one_of(
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.text(max_size=1), st.integers(0, 3), max_size=1),
+    st.sets(st.integers(0, 3), max_size=2),
+)
 ODD_RATING = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(2**40), 2**40),
@@ -111,7 +117,8 @@ ODD_RATING = st.one_of(
 
 @st.composite
 def id_column(draw: Any, n: int, what: str) -> pd.Series:
-    kind = draw(st.sampled_from(["int", "int", "str", "float", "huge", "mixed", "bool"]))
+    kinds = ["int", "int", "str", "float", "huge", "mixed", "bool", "objects"]
+    kind = draw(st.sampled_from(kinds))
     event(f"{what} ids: {kind}")
     if kind == "int":
         values: list[Any] = draw(st.lists(st.integers(0, 12), min_size=n, max_size=n))
@@ -129,9 +136,11 @@ def id_column(draw: Any, n: int, what: str) -> pd.Series:
         values = draw(st.lists(st.one_of(st.integers(0, 5), HUGE), min_size=n, max_size=n))
     elif kind == "bool":
         values = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    elif kind == "objects":
+        values = draw(st.lists(st.one_of(st.integers(0, 9), UNHASHABLE), min_size=n, max_size=n))
     else:
         values = draw(st.lists(st.one_of(st.integers(0, 9), ODD_ID), min_size=n, max_size=n))
-    return pd.Series(values, dtype=object if kind == "mixed" else None)
+    return pd.Series(values, dtype=object if kind in ("mixed", "objects") else None)
 
 
 @st.composite

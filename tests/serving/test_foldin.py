@@ -184,3 +184,13 @@ def test_repeated_fold_ins_from_one_model_leave_it_and_each_other_intact(frame):
     # The model still folds in its own users (lookups after its ids moved buffers).
     again = model.fold_in(own)
     assert again.fold_in_report_["users_updated"] == 1
+
+
+def test_implicit_fold_in_takes_items_without_a_rating_column():
+    clicks = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [1, 2, 2, 3, 1]})
+    model = dmf.ALS(implicit=True, rank=2, max_iter=2).fit(dmf.from_pandas(clicks, rating=None))
+    new = model.fold_in(pd.DataFrame({"user": [9, 9], "item": [1, 3]}))
+    ones = model.fold_in(pd.DataFrame({"user": [9, 9], "item": [1, 3], "rating": [1.0, 1.0]}))
+    np.testing.assert_allclose(new.user_factors_[-1], ones.user_factors_[-1], rtol=1e-6)
+    with pytest.raises(dmf.RatingsError, match=r"user column has 1 id\(s\) that are unhashable"):
+        model.fold_in(pd.DataFrame({"user": pd.Series([[9]], dtype=object), "item": [1]}))

@@ -5,7 +5,7 @@ The policies raise or count, never drop silently; what was done is reported.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,6 +116,31 @@ def _as_seconds(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(missing, 0, np.floor(values)).astype(np.int64), missing
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def bad_ids(values: Any) -> tuple[np.ndarray, str]:
+    """Rows whose id no id map can hold: unhashable (a list, a dict) or an integer beyond int64.
+
+    Returns the mask and what is wrong, for the error message.
+    """
+    values = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+    fine = ("string", "bytes", "floating", "boolean", "datetime", "date", "decimal", "empty")
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in fine:
+        return np.zeros(len(values), dtype=bool), ""  # the common cases, checked in C
+    unhashable = np.fromiter(
+        (not isinstance(v, Hashable) for v in values), dtype=bool, count=len(values)
+    )
+    huge = np.fromiter(
+        (isinstance(v, int) and not _INT64[0] <= v <= _INT64[1] for v in values),
+        dtype=bool,
+        count=len(values),
+    )
+    if unhashable.any():
+        return unhashable | huge, "unhashable (a list, dict, set, array) or beyond int64"
+    return huge, "an integer beyond the int64 range"
+
+
 def _clean_part(df: pd.DataFrame, spec: _Spec) -> _Part:
     n = len(df)
     u = df[spec.user]
@@ -124,6 +149,9 @@ def _clean_part(df: pd.DataFrame, spec: _Spec) -> _Part:
         (u.isna().to_numpy(), "missing user id"),
         (i.isna().to_numpy(), "missing item id"),
     ]
+    for col, what in ((u, "user"), (i, "item")):
+        mask, why = bad_ids(col.to_numpy())
+        reasons.append((mask, f"{what} id is {why}"))
     if spec.rating is not None:
         raw = df[spec.rating].to_numpy(dtype=np.float64, na_value=np.nan)
         reasons.append((np.isnan(raw), "missing (NaN) rating"))

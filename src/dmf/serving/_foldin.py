@@ -33,6 +33,7 @@ import pandas as pd
 from dmf._errors import ParameterError, RatingsError, check_choice, first_rows
 from dmf.core._protocol import FittedModel
 from dmf.data._blocks import CSR
+from dmf.data._clean import bad_ids
 from dmf.data._ratings import Ratings
 from dmf.kernels._als_block import solve_block
 
@@ -85,8 +86,11 @@ def _append_rows(
     return a, grow.buffer[: n + k], grow
 
 
-def _columns(new_ratings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _columns(new_ratings: Any, implicit: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``user, item, rating`` arrays of the new ratings, validated (nothing dropped silently).
+
+    For an implicit model the rating column may be left out: each row is one
+    interaction (value 1), as when the model was fitted without ratings.
 
     NumPy on the columns rather than DataFrame methods: this is the serving path.
     """
@@ -97,7 +101,8 @@ def _columns(new_ratings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             "new_ratings must be a dmf.Ratings or a pandas DataFrame with user, item, "
             f"rating columns, got {type(new_ratings).__name__}"
         )
-    missing = [c for c in ("user", "item", "rating") if c not in new_ratings.columns]
+    needed = ("user", "item") if implicit else ("user", "item", "rating")
+    missing = [c for c in needed if c not in new_ratings.columns]
     if missing:
         raise RatingsError(
             f"new_ratings lacks column(s) {missing}; it has {list(new_ratings.columns)}"
@@ -106,10 +111,21 @@ def _columns(new_ratings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise RatingsError("new_ratings is empty: 0 rows")
     users = new_ratings["user"].to_numpy()
     items = new_ratings["item"].to_numpy()
+    if "rating" not in new_ratings.columns:
+        rating = np.ones(len(new_ratings), dtype=np.float64)
     try:
-        rating = new_ratings["rating"].to_numpy(dtype=np.float64)
+        if "rating" in new_ratings.columns:
+            rating = new_ratings["rating"].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise RatingsError(f"new_ratings' rating column is not numeric: {e}") from e
+    for ids, what in ((users, "user"), (items, "item")):
+        mask, why = bad_ids(ids)
+        if mask.any():
+            rows = np.flatnonzero(mask)
+            raise RatingsError(
+                f"new_ratings' {what} column has {len(rows)} id(s) that are {why} "
+                f"(rows {first_rows(rows)})"
+            )
     bad = ~np.isfinite(rating) | pd.isna(users) | pd.isna(items)
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -263,7 +279,8 @@ def fold_in(model: FittedModel, new_ratings: Any, *, unknown_items: str = "raise
         raise ParameterError(f"model must be a fitted dmf model, got {type(model).__name__}")
     model._check_fitted()
     check_choice("unknown_items", unknown_items, ("raise", "ignore"))
-    user_ids, item_ids, rating = _columns(new_ratings)
+    implicit = bool(getattr(model, "implicit", False) or model.train_info_.get("implicit"))
+    user_ids, item_ids, rating = _columns(new_ratings, implicit)
     local, uniq = pd.factorize(user_ids)  # users in first-appearance order
     _check_unique_pairs(local, item_ids)
     item_codes = model._item_codes(item_ids)

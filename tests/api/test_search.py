@@ -158,8 +158,8 @@ def test_bad_input(ratings, call, match):
 
 
 def test_not_ratings():
-    with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings"):
-        dmf.cross_validate(pd.DataFrame({"user": [1], "item": [1], "rating": [1.0]}))
+    with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings or a pandas DataFrame"):
+        dmf.cross_validate([(1, 1, 1.0)])
 
 
 def test_grid_search_over_rank_keeps_the_rank_values():

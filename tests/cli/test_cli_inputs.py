@@ -103,3 +103,22 @@ def test_similar_on_a_bias_model_is_a_one_line_error(tmp_path):
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 2
     assert "no item factors" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_info_is_a_model_card(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "r.csv"
+    df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3] * 3, "item": [1, 2, 1, 3, 2, 3] * 3})
+    df["rating"] = np.arange(len(df)) % 5 + 1.0
+    df.drop_duplicates(["user", "item"]).to_csv(path, index=False)
+    store = tmp_path / "m.zarr"
+    code, _, err = _run(capsys, "fit", path, "--method", "baseline", "--holdout", "0.3",
+                        "--metrics", "rmse", "--out", store, "--quiet")  # fmt: skip
+    assert code == 0, err
+    code, out, err = _run(capsys, "info", store, "--json")
+    assert code == 0, err
+    card = json.loads(out)
+    assert card["data"] == f"CSV {path}"
+    assert card["dmf_version"] == dmf.__version__ and card["fitted_at"].endswith("+00:00")
+    assert set(card["test_metrics"]) >= {"rmse", "n"} and card["training"]["nnz"] > 0

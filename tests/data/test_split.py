@@ -186,9 +186,13 @@ def test_bad_arguments(ratings, func, kw, name):
         func(ratings, **kw)
 
 
-def test_split_rejects_non_ratings():
-    with pytest.raises(dmf.RatingsError, match="Ratings"):
-        dmf.split.random(pd.DataFrame({"user": [1], "item": [1], "rating": [1.0]}))
+def test_split_rejects_non_ratings_and_takes_a_dataframe():
+    with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings or a pandas DataFrame"):
+        dmf.split.random([(1, 1, 1.0)])
+    df = random_frame(n_users=20, n_items=10, seed=4)
+    a, b = dmf.split.random(df, seed=1)
+    c, d = dmf.split.random(dmf.from_pandas(df), seed=1)
+    assert (a.nnz, b.nnz) == (c.nnz, d.nnz)
 
 
 def test_temporal_global_cut_impossible():

@@ -143,6 +143,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             print(
                 _table([{"metric": k, "value": v} for k, v in scores.items()], ["metric", "value"])
             )
+            # kept in the store for the model card (dmf info)
+            model.test_metrics_ = {k: _scalar(v) for k, v in scores.items()}
         if args.out is not None:
             where = model.save(args.out, overwrite=args.overwrite)
             _note(f"model saved to {where}")
@@ -216,8 +218,16 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scalar(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
 def _model_info(model: Any, path: str) -> dict[str, Any]:
+    """The model card: what the model is, what it was fitted on, when, and how it scored."""
     info: dict[str, Any] = {"store": path, "kind": model.kind, "class": type(model).__name__}
+    info["data"] = getattr(model, "data_source_", None) or "unknown"
+    info["fitted_at"] = getattr(model, "fitted_at_", None) or "unknown"
+    info["dmf_version"] = getattr(model, "dmf_version_", None) or "unknown"
     info["params"] = {k: v for k, v in model.get_params().items() if k != "verbose"}
     info["users"] = len(model.users_)
     info["items"] = len(model.items_)
@@ -230,6 +240,8 @@ def _model_info(model: Any, path: str) -> dict[str, Any]:
     info["iterations"] = len(history)
     if history:
         info["last_iteration"] = history[-1]
+    metrics = getattr(model, "test_metrics_", None)
+    info["test_metrics"] = metrics if metrics else "none recorded (dmf fit --test or --holdout)"
     return info
 
 

@@ -217,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         "info",
         help="describe a saved model",
-        description="Kind, hyper-parameters, training data shape and fit history of a model.",
+        description=(
+            "The model card: kind, data source and shape, fit date, dmf version, "
+            "hyper-parameters, fit history and the test metrics recorded by 'dmf fit'."
+        ),
         epilog=_examples("dmf info model.zarr", "dmf info model.zarr --json"),
     )
     p.add_argument("model", metavar="MODEL", help="a model store written by 'dmf fit --out'")

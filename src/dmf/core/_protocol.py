@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import inspect
 import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -133,6 +135,10 @@ class FittedModel:
             "implicit": bool(ratings.implicit),
         }
         self.history_: list[dict[str, Any]] = []
+        # the model card (dmf info): where the data came from, when and by what it was fitted
+        self.data_source_ = getattr(ratings, "source", None)
+        self.fitted_at_ = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.dmf_version_ = _dmf_version()
         self._fit_started = time.perf_counter()
 
     @property
@@ -322,6 +328,13 @@ class FittedModel:
         state = self.__dict__.copy()
         state.pop("_rec_cache", None)
         return state
+
+
+def _dmf_version() -> str:
+    try:
+        return version("dmf")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
 
 
 def _ids(x: Any) -> np.ndarray:

@@ -105,7 +105,9 @@ def from_pandas(
     df = df[spec.columns]
     step = max(1, -(-len(df) // max(1, default_n_blocks(len(df)))))
     parts = [df.iloc[a : a + step] for a in range(0, len(df), step)]
-    return _build(parts, spec, chunk_nnz)
+    out = _build(parts, spec, chunk_nnz)
+    out.report["source"] = "pandas DataFrame"
+    return out
 
 
 def from_dask(
@@ -140,7 +142,9 @@ def from_dask(
     spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
     spec.check_columns(list(ddf.columns), ddf.dtypes)
     parts = ddf[spec.columns].to_delayed()
-    return _build(parts, spec, chunk_nnz)
+    out = _build(parts, spec, chunk_nnz)
+    out.report.setdefault("source", "dask DataFrame")
+    return out
 
 
 def to_ratings(
@@ -206,7 +210,7 @@ def read_csv(
     spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
     spec.check_columns(columns, ddf.dtypes)
     try:
-        return from_dask(
+        out = from_dask(
             ddf,
             user,
             item,
@@ -219,6 +223,8 @@ def read_csv(
         )
     except (OSError, pd.errors.ParserError) as e:
         raise _reader_error(path, e) from e
+    out.report["source"] = f"CSV {os.fspath(path) if not isinstance(path, list) else path}"
+    return out
 
 
 def read_parquet(
@@ -258,7 +264,7 @@ def read_parquet(
         raise _reader_error(path, e) from e
     spec.check_columns(columns, ddf.dtypes)
     try:
-        return from_dask(
+        out = from_dask(
             ddf[spec.columns],
             user,
             item,
@@ -271,6 +277,8 @@ def read_parquet(
         )
     except OSError as e:
         raise _reader_error(path, e) from e
+    out.report["source"] = f"Parquet {os.fspath(path) if not isinstance(path, list) else path}"
+    return out
 
 
 def _check_exists(path: Any) -> None:

@@ -164,6 +164,11 @@ class Ratings:
 
     # ------------------------------------------------------------------ basics
     @property
+    def source(self) -> str | None:
+        """Where the data came from (a file, a DataFrame, a MovieLens release), if known."""
+        return self.report.get("source")
+
+    @property
     def n_users(self) -> int:
         return len(self.users)
 
@@ -358,7 +363,7 @@ class Ratings:
         (3, True)
         """
         (blocks,) = persist(list(blocks))
-        return Ratings(
+        out = Ratings(
             blocks,
             self.row_edges,
             self.users,
@@ -368,6 +373,9 @@ class Ratings:
             implicit=self.implicit,
             report=report,
         )
+        if self.source is not None:
+            out.report.setdefault("source", self.source)
+        return out
 
     def user_codes(self, users: Any) -> np.ndarray:
         """Codes of original user ids, ``-1`` where an id is unknown.

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import dask
@@ -38,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from dmf._errors import NotFittedError, ParameterError, StoreError
-from dmf.core._protocol import FittedModel
+from dmf.core._protocol import FittedModel, _dmf_version
 from dmf.core._registry import kinds, model_class
 from dmf.store._location import Location, dumps_json, loads_json, open_group, resolve
 
@@ -66,13 +65,6 @@ _KNOWN_FITTED = {
     "user_factors_",
     "item_factors_",
 }
-
-
-def _dmf_version() -> str:
-    try:
-        return version("dmf")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
 
 
 def _ids_coord(index: pd.Index, what: str) -> np.ndarray:
@@ -114,6 +106,10 @@ def _extra_fitted(model: FittedModel) -> dict[str, Any]:
             value = value.item()
         if value is None or isinstance(value, (bool, int, float, str)):
             out[name] = value
+        elif isinstance(value, dict) and all(
+            isinstance(v, (bool, int, float, str)) or v is None for v in value.values()
+        ):
+            out[name] = dict(value)  # e.g. the test metrics recorded at fit time
     return out
 
 

@@ -24,7 +24,7 @@ from dmf._errors import (
 )
 
 try:
-    __version__ = version("dmf")
+    __version__ = version("dask-mf")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 

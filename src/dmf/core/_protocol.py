@@ -332,7 +332,7 @@ class FittedModel:
 
 def _dmf_version() -> str:
     try:
-        return version("dmf")
+        return version("dask-mf")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0+unknown"
 

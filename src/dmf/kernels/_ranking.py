@@ -37,7 +37,7 @@ N_RANK_STATS = len(RANK_STATS)
 NOT_CANDIDATE, EXCLUDED, RELEVANT = 1, 2, 3
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _base_mark(cand_ok):
     mark = np.zeros(cand_ok.shape[0], dtype=np.int8)
     for j in range(cand_ok.shape[0]):
@@ -46,13 +46,13 @@ def _base_mark(cand_ok):
     return mark
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _worse(s_a, i_a, s_b, i_b):
     # a ranks below b: lower score, or the same score and a higher item code
     return s_a < s_b or (s_a == s_b and i_a > i_b)
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _sift_down(hs, hi, n, pos):
     # min-heap on "worse": the root is the worst kept item
     while True:
@@ -71,7 +71,7 @@ def _sift_down(hs, hi, n, pos):
             return
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _sift_up(hs, hi, pos):
     while pos > 0:
         parent = (pos - 1) // 2
@@ -83,7 +83,7 @@ def _sift_up(hs, hi, pos):
             return
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _topk_row(row, k, mark, hs, hi):
     """Top ``k`` candidates of one score row into ``hs``/``hi``, best first; returns the count.
 
@@ -125,7 +125,7 @@ def _topk_row(row, k, mark, hs, hi):
     return n
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def topk_rows(scores, row0, k, cand_ok, ex_indptr, ex_indices, out_items, out_scores, out_n):
     """Top ``k`` candidates of every row of ``scores``.
 
@@ -154,14 +154,14 @@ def topk_rows(scores, row0, k, cand_ok, ex_indptr, ex_indices, out_items, out_sc
                 out_scores[r, t] = np.nan
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _bucket(x, lowest, scale, n_b):
     # monotone in x (IEEE subtraction and multiplication by scale >= 0 round monotonically)
     b = int((np.float64(x) - lowest) * scale)
     return min(max(b, 0), n_b - 1)
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _auc_row(row, mark, rel_scores, n_rel, b_start, b_end):
     """AUC of one row: P(relevant scores above a non-relevant candidate), ties 1/2.
 
@@ -211,7 +211,7 @@ def _auc_row(row, mark, rel_scores, n_rel, b_start, b_end):
     return 0.5 * above2 / (n_rel * n_neg)
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def rank_rows(
     scores,
     row0,
@@ -301,7 +301,7 @@ def rank_rows(
             mark[rel_indices[p]] = base[rel_indices[p]]
 
 
-@njit(nogil=True, cache=False, fastmath=True)
+@njit(nogil=True, cache=True, fastmath=True)
 def score_few(users, items):
     """``users @ items.T`` for a few rows, on one thread.
 

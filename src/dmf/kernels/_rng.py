@@ -24,7 +24,7 @@ _M1 = uint64(0xBF58476D1CE4E5B9)
 _M2 = uint64(0x94D049BB133111EB)
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _mix(z: np.uint64) -> np.uint64:
     """SplitMix64's output function (a bijection of 64-bit words)."""
     z = (z ^ (z >> uint64(30))) * _M1
@@ -32,7 +32,7 @@ def _mix(z: np.uint64) -> np.uint64:
     return z ^ (z >> uint64(31))
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def stream_key(seed: int, tag: int, a: int, b: int, c: int) -> np.uint64:
     """The key of the stream for shuffle ``(tag, a, b, c)`` of a fit with ``seed`` (all >= 0)."""
     z = uint64(0)
@@ -41,7 +41,7 @@ def stream_key(seed: int, tag: int, a: int, b: int, c: int) -> np.uint64:
     return z
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def _below(state: np.uint64, n: int) -> tuple[np.uint64, int]:
     """The stream's next state and a draw from ``0 .. n - 1`` (``n < 2**32``)."""
     state = state + _GAMMA
@@ -49,7 +49,7 @@ def _below(state: np.uint64, n: int) -> tuple[np.uint64, int]:
     return state, int((x * uint64(n)) >> uint64(32))
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def shuffle(state: np.uint64, a: np.ndarray) -> np.uint64:
     """Shuffle ``a`` in place (Fisher-Yates) with the stream at ``state`` (a key to start).
 

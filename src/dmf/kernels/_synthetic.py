@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def sample_items(
     counts: np.ndarray, cdf: np.ndarray, seed32: int
 ) -> np.ndarray:  # pragma: no cover
@@ -55,7 +55,7 @@ def sample_items(
     return out
 
 
-@njit(nogil=True, cache=False)
+@njit(nogil=True, cache=True)
 def rating_values(
     rows: np.ndarray,
     cols: np.ndarray,

@@ -1,8 +1,8 @@
 """Sphinx configuration of dmf's documentation (MyST markdown, numpydoc, notebooks via myst-nb).
 
 Build: ``python -m sphinx -W -b html docs docs/_build/html``. The notebooks in
-``../notebooks`` are copied into ``docs/notebooks`` at build time and shown as
-saved (without outputs); CI executes them separately (``tests/test_docs.py``).
+``../notebooks`` are copied into ``docs/notebooks`` at build time and executed
+by myst-nb (cached), so their outputs and plots are in the built pages.
 """
 
 from __future__ import annotations
@@ -38,8 +38,12 @@ root_doc = "index"
 # MyST: $math$, ::: fences, headings linkable as page.md#anchor
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
-# Notebooks are shown as saved (no outputs); tests/test_docs.py executes them.
-nb_execution_mode = "off"
+# Notebooks run during the build (outputs and plots in the pages), cached by content,
+# each in a scratch folder so the files they write stay out of the checkout.
+nb_execution_mode = "cache"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_in_temp = True
 
 autosummary_generate = True
 autodoc_default_options = {"members": True, "inherited-members": False}

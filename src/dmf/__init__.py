@@ -44,6 +44,7 @@ _LAZY = {
     "SGD": "dmf.models",
     "Baseline": "dmf.models",
     "Blend": "dmf.models",
+    "Popular": "dmf.models",
     "Recommender": "dmf.models",
     "blend": "dmf.models",
     "load": "dmf.store",
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from dmf.api import METHODS, cross_validate, fit, grid_search
     from dmf.data import Ratings, from_dask, from_pandas, read_csv, read_parquet
     from dmf.evaluation import evaluate
-    from dmf.models import ALS, SGD, Baseline, Blend, Recommender, blend
+    from dmf.models import ALS, SGD, Baseline, Blend, Popular, Recommender, blend
     from dmf.store import load
 
 
@@ -87,6 +88,7 @@ __all__ = [
     "DatasetError",
     "NotFittedError",
     "ParameterError",
+    "Popular",
     "Ratings",
     "RatingsError",
     "Recommender",

@@ -87,5 +87,5 @@ def test_bad_input():
     for bad in (0.0, -1.0, float("nan"), "3"):
         with pytest.raises(dmf.ParameterError, match="half_life"):
             dmf.Popular(half_life=bad).fit(r)
-    with pytest.raises(dmf.RatingsError, match="must be a dmf.Ratings"):
+    with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings"):
         dmf.Popular().fit(_frame(5))

@@ -11,7 +11,15 @@ from typing import Any
 import pandas as pd
 
 from dmf.core import FittedModel
-from dmf.serving import fold_in, recommend, recommend_all, similar_items
+from dmf.serving import (
+    fold_in,
+    recommend,
+    recommend_all,
+    recommend_new,
+    recommend_users,
+    similar,
+    similar_items,
+)
 from dmf.store import save, to_xarray
 
 __all__ = ["Recommender"]
@@ -97,7 +105,14 @@ class Recommender(FittedModel):
 
     # ------------------------------------------------------ recommendation
     def recommend(
-        self, users: Any, k: int = 10, exclude: Any = None, *, cold_start: str = "baseline"
+        self,
+        users: Any,
+        k: int = 10,
+        exclude: Any = None,
+        *,
+        items: Any = None,
+        on_unknown: str = "raise",
+        cold_start: str = "baseline",
     ) -> pd.DataFrame:
         """Top-k items for some users, computed in this process (no Dask graph).
 
@@ -110,12 +125,21 @@ class Recommender(FittedModel):
         users : id or list of ids
             Original user ids.
         k : int
-            Items per user (>= 1, at most the number of items seen in training).
-            A user with fewer than ``k`` candidates gets fewer rows.
-        exclude : dmf.Ratings, optional
-            Items to leave out per user, matched by original id (normally the
-            training set). Its per-user lists are built once (a Dask compute) and
-            cached on the model, so later calls run on NumPy alone.
+            Items per user (>= 1, at most the number of candidates: the items
+            seen in training, or those of ``items=``). A user with fewer than
+            ``k`` candidates left after ``exclude`` gets fewer rows.
+        exclude : optional
+            Items to leave out per user, matched by original id: a
+            :class:`dmf.Ratings` (normally the training set; its per-user lists
+            are built once by a Dask compute and cached, so later calls run on
+            NumPy alone), a DataFrame with ``user`` and ``item`` columns, a
+            mapping ``{user: [items]}``, or, for a single user, a list of item ids.
+            Excluded ids the model never saw change nothing.
+        items : list of ids, optional
+            Rank only these candidate items (ids seen in training).
+        on_unknown : {"raise", "skip"}
+            Ids in ``items`` unseen in training: a :class:`dmf.UnknownIdError`
+            naming how many and the first ones (default), or left out.
         cold_start : {"baseline", "raise", "skip"}
             Users unseen in training: ranked by ``mu + b_i`` (default), an
             :class:`dmf.UnknownIdError`, or left out of the result.
@@ -137,11 +161,18 @@ class Recommender(FittedModel):
         0     1    30   0.75     1
         1     2    10   5.50     1
         2     2    30   1.50     2
+        >>> model.recommend(users=[2], k=1, items=[20, 30], exclude=[20])
+           user  item  score  rank
+        0     2    30    1.5     1
         """
 
-        return recommend(self, users, k, exclude, cold_start=cold_start)
+        return recommend(
+            self, users, k, exclude, items=items, on_unknown=on_unknown, cold_start=cold_start
+        )
 
-    def recommend_all(self, k: int = 10, exclude: Any = None) -> Any:
+    def recommend_all(
+        self, k: int = 10, exclude: Any = None, *, items: Any = None, on_unknown: str = "raise"
+    ) -> Any:
         """Top-k items of every user seen in training, as a dask DataFrame.
 
         One ``recommend-block`` task per user block of the training data (the
@@ -155,6 +186,9 @@ class Recommender(FittedModel):
         exclude : dmf.Ratings, optional
             Items to leave out per user, matched by original id, built per block
             by a Dask graph (the whole of it is never collected).
+        items : list of ids, optional
+            Rank only these candidate items; ``on_unknown`` as for :meth:`recommend`.
+        on_unknown : {"raise", "skip"}
 
         Returns
         -------
@@ -172,7 +206,7 @@ class Recommender(FittedModel):
         [1, 2, 3]
         """
 
-        return recommend_all(self, k, exclude)
+        return recommend_all(self, k, exclude, items=items, on_unknown=on_unknown)
 
     def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:
         """Items most similar to the given ones: cosine similarity of item factors.
@@ -205,3 +239,118 @@ class Recommender(FittedModel):
         """
 
         return similar_items(self, items, k)
+
+    def similar_users(self, users: Any, k: int = 10) -> pd.DataFrame:
+        """Users most similar to the given ones: cosine similarity of user factors.
+
+        As :meth:`similar_items` on the user side: a bias-only model raises
+        :class:`dmf.ParameterError`, a user is never its own neighbour, users
+        unseen in training are an :class:`dmf.UnknownIdError` and never returned.
+
+        Parameters
+        ----------
+        users : id or list of ids
+            Original user ids seen in training.
+        k : int
+            Neighbours per user (>= 1, fewer than the users seen in training).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``user``, ``similar_user``, ``score`` (cosine), ``rank``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 2, 3], "item": [10, 10, 20],
+        ...                                       "rating": [5.0, 3.0, 4.0]}))
+        >>> model = dmf.Baseline().fit(train)
+        >>> model.user_factors_ = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
+        >>> model.similar_users([1], k=2)["similar_user"].tolist()
+        [3, 2]
+        """
+        return similar(self, users, k, "user")
+
+    def recommend_users(
+        self, items: Any = None, k: int = 10, exclude: Any = None, *, on_unknown: str = "raise"
+    ) -> Any:
+        """Top-k users for items (items -> users, Spark's ``recommendForAllItems``).
+
+        Blocked like :meth:`recommend_all`: one ``recommend-users-block`` task per
+        block of items scores its items against every user seen in training
+        (the model's score, as in :meth:`recommend`), so no ``n_items x n_users``
+        array exists. Equal scores go to the lower user code.
+
+        Parameters
+        ----------
+        items : list of ids, optional
+            Original item ids seen in training; ``None`` (default): every one.
+        k : int
+            Users per item (>= 1, at most the users seen in training).
+        exclude : dmf.Ratings, optional
+            Pairs to leave out (normally the training set): an item is never
+            recommended to a user who has it here.
+        on_unknown : {"raise", "skip"}
+            Ids in ``items`` unseen in training: an error naming how many and the
+            first ones, or left out.
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            Columns ``item``, ``user``, ``score``, ``rank``.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> train = dmf.from_pandas(pd.DataFrame({"user": [1, 1, 2, 3], "item": [10, 20, 20, 30],
+        ...                                       "rating": [5.0, 3.0, 4.0, 1.0]}))
+        >>> model = dmf.Baseline(reg_user=0, reg_item=0, max_iter=1).fit(train)
+        >>> model.recommend_users(items=[30], k=2, exclude=train).compute()["user"].tolist()
+        [2, 1]
+        """
+        return recommend_users(self, items, k, exclude, on_unknown=on_unknown)
+
+    def recommend_new(
+        self, history: Any, k: int = 10, *, items: Any = None, on_unknown: str = "raise"
+    ) -> pd.DataFrame:
+        """Top-k items for a new user known only by a list of items (no ratings, no refit).
+
+        For implicit-feedback models (``ALS(implicit=True)``; ``Popular``): the
+        history is folded in as interactions of value 1 each (an item listed
+        twice counts twice) with the model's own user step, against the fixed
+        item factors, in this process with NumPy (as implicit's
+        ``recalculate_user``). The history's items are never recommended back.
+        An **empty history** falls back to popularity: items ranked by their
+        number of training interactions. Rating models raise
+        :class:`dmf.ParameterError` (use :meth:`fold_in` with ratings).
+
+        Parameters
+        ----------
+        history : list of ids
+            Original item ids the user interacted with (may be empty).
+        k : int
+            Items to return (>= 1, at most the candidates).
+        items : list of ids, optional
+            Rank only these candidates.
+        on_unknown : {"raise", "skip"}
+            Ids in ``history`` or ``items`` unseen in training: an
+            :class:`dmf.UnknownIdError` naming how many and the first ones, or
+            left out.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``item``, ``score`` (float32), ``rank``.
+
+        Examples
+        --------
+        >>> import pandas as pd, dmf
+        >>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [10, 20, 10, 20, 30]})
+        >>> train = dmf.from_pandas(df, rating=None)
+        >>> model = dmf.ALS(implicit=True, rank=2, max_iter=5).fit(train)
+        >>> model.recommend_new([10], k=1)["item"].tolist()
+        [20]
+        >>> model.recommend_new([], k=2)["item"].tolist()  # popularity fallback
+        [10, 20]
+        """
+        return recommend_new(self, history, k, items=items, on_unknown=on_unknown)

@@ -15,7 +15,6 @@ Ratings) is cached on the model, dropped when the model is pickled or refitted.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import dask
@@ -29,6 +28,14 @@ from dmf.data._exclusions import empty_csr, exclusion_blocks, take_rows
 from dmf.data._ratings import Ratings
 from dmf.engine._compute import key, n_threads
 from dmf.kernels._ranking import topk_rows
+from dmf.serving._candidates import (
+    _cache,
+    _exclusion_all,
+    candidate_mask,
+    check_k,
+    exclusion_rows,
+)
+from dmf.serving._users import similar
 
 __all__ = ["recommend", "recommend_all", "similar_items"]
 
@@ -42,33 +49,12 @@ _CACHE = "_rec_cache"
 
 
 # -------------------------------------------------------------------- cache
-def _cache(model: Any) -> dict[str, Any]:
-    """Per-model cache (:meth:`dmf.FittedModel._cached`), reset when fitted arrays change."""
-    model._cached("_", dict)
-    return model.__dict__["_rec_cache"]
-
-
 def _cand_ok(model: Any) -> np.ndarray:
     cache = _cache(model)
     if "cand_ok" not in cache:
         cache["cand_ok"] = np.ascontiguousarray(np.asarray(model.item_counts_) > 0)
         cache["n_cand"] = int(cache["cand_ok"].sum())
     return cache["cand_ok"]
-
-
-def _exclusion_all(model: Any, exclude: Ratings) -> tuple[np.ndarray, np.ndarray]:
-    """Exclusion CSR over ``exclude``'s own user codes, computed once and cached."""
-    cache = _cache(model)
-    hit = cache.get("exclude")
-    if hit is not None and hit[0]() is exclude:
-        return hit[1], hit[2]
-    parts = dask.compute(exclusion_blocks(exclude, model, exclude.users, exclude.row_edges))[0]
-    lengths = [np.diff(p[0]) for p in parts]
-    indptr = np.zeros(exclude.n_users + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(lengths), out=indptr[1:])
-    indices = np.concatenate([p[1] for p in parts]).astype(np.int32)
-    cache["exclude"] = (weakref.ref(exclude), indptr, indices)
-    return indptr, indices
 
 
 def _values(model: Any, name: str) -> np.ndarray:
@@ -135,9 +121,10 @@ def _topk_block(
     ex_ptr: np.ndarray,
     ex_idx: np.ndarray,
     cold: np.ndarray | None = None,
+    cand_ok: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k items, scores and counts of users ``codes`` (exclusion CSR row r = user r)."""
-    cand_ok = _cand_ok(model)
+    cand_ok = _cand_ok(model) if cand_ok is None else cand_ok
     n = len(codes)
     n_items = len(model.items_)
     out_items = np.empty((n, k), dtype=np.int64)
@@ -186,15 +173,18 @@ def recommend(
     model: Any,
     users: Any,
     k: int = 10,
-    exclude: Ratings | None = None,
+    exclude: Any = None,
     *,
+    items: Any = None,
+    on_unknown: str = "raise",
     cold_start: str = "baseline",
 ) -> pd.DataFrame:
     """Top-k items for some users, in this process (see :meth:`dmf.FittedModel.recommend`)."""
     model._check_fitted()
-    k = _check_k(model, k)
+    k = check_int("k", k, 1)
     check_choice("cold_start", cold_start, RECOMMEND_COLD_START)
-    exclude = _check_exclude(exclude)
+    cand = candidate_mask(model, _cand_ok(model), items, on_unknown)
+    check_k(k, int(cand.sum()), "catalogue" if items is None else "items= list")
     ids = _ids(users)
     if len(ids) == 0:
         raise ParameterError("users is empty: pass at least one user id")
@@ -214,22 +204,24 @@ def recommend(
             )
         if cold_start == "skip":
             ids, codes, cold = ids[~cold], codes[~cold], cold[~cold]
-    if exclude is None:
-        ex_ptr, ex_idx = empty_csr(len(codes))
-    else:
-        ptr, idx = _exclusion_all(model, exclude)
-        # users absent from exclude (code -1) get nothing masked
-        ex_rows = _few_codes(exclude.users, ids)
-        if ex_rows is None:
-            ex_rows = exclude.user_codes(ids)
-        ex_ptr, ex_idx = take_rows(ptr, idx, ex_rows)
-    items, scores, counts = _topk_block(model, codes, k, ex_ptr, ex_idx, cold)
+    excl = exclusion_rows(model, ids, exclude, lambda r, i: _exclusion_of(model, r, i))
+    ex_ptr, ex_idx = empty_csr(len(codes)) if excl is None else excl
+    top, scores, counts = _topk_block(model, codes, k, ex_ptr, ex_idx, cold, cand)
     if not cold.any():  # typed ids straight from the model's index
         ids = _values(model, "users_")[codes]
-    owners, it, sc, rk = _flatten(ids, items, scores, counts)
+    owners, it, sc, rk = _flatten(ids, top, scores, counts)
     if owners.dtype == object and len(owners):
         owners = pd.Index(list(owners)).to_numpy()
     return _frame(owners, _values(model, "items_")[it], sc, rk)
+
+
+def _exclusion_of(model: Any, exclude: Ratings, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the cached exclusion CSR of ``exclude`` for users ``ids`` (absent: none)."""
+    ptr, idx = _exclusion_all(model, exclude)
+    ex_rows = _few_codes(exclude.users, ids)
+    if ex_rows is None:
+        ex_rows = exclude.user_codes(ids)
+    return take_rows(ptr, idx, ex_rows)
 
 
 _COLUMNS: dict[str, pd.Index] = {}
@@ -256,7 +248,13 @@ def _frame(
 
 
 def _recommend_block(
-    model: Any, start: int, stop: int, excl: Any, k: int, meta: pd.DataFrame
+    model: Any,
+    start: int,
+    stop: int,
+    excl: Any,
+    k: int,
+    meta: pd.DataFrame,
+    cand: np.ndarray | None = None,
 ) -> pd.DataFrame:
     codes = np.arange(start, stop, dtype=np.int64)
     known = np.asarray(model.user_counts_[start:stop]) > 0
@@ -266,7 +264,7 @@ def _recommend_block(
         ex_ptr, ex_idx = excl
     rows = np.nonzero(known)[0]
     ex_ptr, ex_idx = take_rows(ex_ptr, ex_idx, rows)
-    items, scores, counts = _topk_block(model, codes[rows], k, ex_ptr, ex_idx)
+    items, scores, counts = _topk_block(model, codes[rows], k, ex_ptr, ex_idx, None, cand)
     owners, it, sc, rk = _flatten(codes[rows], items, scores, counts)
     if len(owners) == 0:
         return meta
@@ -280,12 +278,25 @@ def _recommend_block(
     )
 
 
-def recommend_all(model: Any, k: int = 10, exclude: Ratings | None = None) -> Any:
+def recommend_all(
+    model: Any,
+    k: int = 10,
+    exclude: Ratings | None = None,
+    *,
+    items: Any = None,
+    on_unknown: str = "raise",
+) -> Any:
     """Top-k items of every user seen in training (see :meth:`dmf.FittedModel.recommend_all`)."""
     import dask.dataframe as dd
 
     model._check_fitted()
-    k = _check_k(model, k)
+    k = check_int("k", k, 1)
+    cand = None
+    if items is not None:
+        cand = candidate_mask(model, _cand_ok(model), items, on_unknown)
+        check_k(k, int(cand.sum()), "items= list")
+    else:
+        k = _check_k(model, k)
     exclude = _check_exclude(exclude)
     edges = getattr(model, "row_edges_", None)
     if edges is None:  # a model without its training blocks: balance users by count
@@ -309,7 +320,10 @@ def recommend_all(model: Any, k: int = 10, exclude: Ratings | None = None) -> An
             ex,
             k,
             meta,
-            dask_key_name=key("recommend-block", d_model.key, a, b, getattr(ex, "key", None), k),
+            cand,
+            dask_key_name=key(
+                "recommend-block", d_model.key, a, b, getattr(ex, "key", None), k, cand
+            ),
         )
         for a, b, ex in zip(edges[:-1], edges[1:], excl, strict=True)
     ]
@@ -319,47 +333,4 @@ def recommend_all(model: Any, k: int = 10, exclude: Ratings | None = None) -> An
 # ------------------------------------------------------------ similar items
 def similar_items(model: Any, items: Any, k: int = 10) -> pd.DataFrame:
     """Most similar items by cosine of item factors (see :meth:`dmf.FittedModel.similar_items`)."""
-    model._check_fitted()
-    factors = getattr(model, "item_factors_", None)
-    if factors is None:
-        raise ParameterError(
-            f"similar_items needs item factors: this {type(model).__name__} is a bias-only model "
-            "(item_factors_ is None); fit a factor model such as dmf.ALS or dmf.SGD"
-        )
-    k = check_int("k", k, 1)
-    cand_ok = _cand_ok(model)
-    n_other = _cache(model)["n_cand"] - 1
-    if k > n_other:
-        raise ParameterError(
-            f"k={k} is larger than the catalogue: each item has {n_other} other item(s) "
-            "seen in training"
-        )
-    ids = _ids(items)
-    if len(ids) == 0:
-        raise ParameterError("items is empty: pass at least one item id")
-    codes = model._item_codes(ids)
-    if (codes < 0).any():
-        bad = pd.unique(pd.Series(ids[codes < 0], dtype=object))
-        raise UnknownIdError(
-            f"{len(bad)} item id(s) unseen in training (first: {first_rows(bad)}): "
-            "they have no factors to compare"
-        )
-    cache = _cache(model)
-    if "unit_items" not in cache:
-        f = np.asarray(factors, dtype=np.float32)
-        norms = np.linalg.norm(f, axis=1, keepdims=True)
-        cache["unit_items"] = np.ascontiguousarray(
-            np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
-        )
-    unit = cache["unit_items"]
-    sims = np.ascontiguousarray(unit[codes] @ unit.T, dtype=np.float32)
-    ex_ptr = np.arange(len(codes) + 1, dtype=np.int64)  # mask each item itself
-    ex_idx = codes.astype(np.int32)
-    out_items = np.empty((len(codes), k), dtype=np.int64)
-    out_scores = np.empty((len(codes), k), dtype=np.float32)
-    out_n = np.empty(len(codes), dtype=np.int64)
-    topk_rows(sims, 0, k, cand_ok, ex_ptr, ex_idx, out_items, out_scores, out_n)
-    owners, it, sc, rk = _flatten(ids, out_items, out_scores, out_n)
-    return pd.DataFrame(
-        {"item": owners, "similar_item": model.items_.take(it), "score": sc, "rank": rk}
-    )
+    return similar(model, items, k, "item")

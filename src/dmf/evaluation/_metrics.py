@@ -26,6 +26,7 @@ from dmf.data._exclusions import exclusion_blocks
 from dmf.data._io import to_ratings
 from dmf.data._ratings import Ratings
 from dmf.engine._compute import key, tree_reduce
+from dmf.evaluation._beyond import beyond_inputs, popularity_model
 from dmf.evaluation._ranking import (
     RANKING_METRICS,
     add_rank_partials,
@@ -35,6 +36,9 @@ from dmf.evaluation._ranking import (
 )
 
 __all__ = ["align", "evaluate", "to_ratings"]
+
+#: ``baseline=`` choices: models every ranking metric is compared with.
+BASELINES = ("popular",)
 
 #: Error metrics on rating predictions.
 ERROR_METRICS = ("rmse", "mae")
@@ -152,6 +156,7 @@ def evaluate(
     train: Any = None,
     relevance_threshold: float | None = None,
     per_user: bool = False,
+    baseline: str | None = None,
     cold_start: str = "baseline",
     clip: bool = True,
     user: Any = "user",
@@ -184,7 +189,10 @@ def evaluate(
         test items; NDCG uses the log2 discount with the ideal DCG over
         ``min(k, #relevant)`` ranks, MAP@k is normalised by ``min(k, #relevant)``;
         each is the mean over evaluated users, except coverage (distinct
-        recommended items / items seen in training).
+        recommended items / items seen in training). Beyond accuracy:
+        ``"novelty@k"`` (mean popularity rank of the recommended items, 1 =
+        most interacted) and ``"diversity@k"`` (mean pairwise cosine distance
+        of the recommended items' factors; factor models only).
     train : Ratings or pandas.DataFrame, optional
         The items to mask per user before ranking (normally the training set).
         Matched by original ids; may have its own id maps and row blocks.
@@ -193,6 +201,12 @@ def evaluate(
         Test ratings ``>=`` this are relevant; ``None`` (default) makes every
         test rating relevant. Implicit data: every interaction is relevant and
         a threshold is an error.
+    baseline : {"popular"}, optional
+        Also score popularity (items ranked by the model's own training counts,
+        as ``dmf.Popular`` fitted on the same data) on the same test set and
+        protocol, and report for each ranking metric ``m`` its value
+        ``m_popular`` and the ratio ``m_lift`` (NaN when popularity scores 0).
+        Diversity of the popular lists is measured on this model's factors.
     per_user : bool
         Return a DataFrame with one row per test user (index: original user
         id) instead of the averages: ``n_ratings``, ``rmse``/``mae`` of that
@@ -230,6 +244,9 @@ def evaluate(
     >>> dmf.evaluate(model, test, metrics=["precision@1", "ndcg@2"])
     {'precision@1': 1.0, 'ndcg@2': 1.0, 'n_users': 1, 'n_users_skipped_cold': 0, \
 'n_users_skipped_no_relevant': 0, 'n_ratings_unseen_item': 0}
+    >>> out = dmf.evaluate(model, test, ["precision@1", "novelty@1"], baseline="popular")
+    >>> out["novelty@1"], out["precision@1_popular"], out["precision@1_lift"]
+    (1.0, 1.0, 1.0)
     """
     if not isinstance(model, FittedModel):
         raise ParameterError(f"model must be a fitted dmf model, got {type(model).__name__}")
@@ -238,6 +255,13 @@ def evaluate(
     check_choice("cold_start", cold_start, COLD_START)
     if not isinstance(per_user, bool):
         raise ParameterError(f"per_user must be True or False, got {per_user!r}")
+    if baseline is not None:
+        check_choice("baseline", baseline, BASELINES)
+        if not rank_wanted or per_user:
+            raise ParameterError(
+                f"baseline={baseline!r} reports the lift of ranking metrics over averages: "
+                "name at least one ranking metric (e.g. 'precision@10') and keep per_user=False"
+            )
     test = to_ratings(test, user, item, rating)
     if test.nnz == 0:
         raise RatingsError("the test set is empty: 0 ratings")
@@ -288,38 +312,10 @@ def evaluate(
             dask.delayed(list)(parts) if per_user else tree_reduce(_add_dicts, parts, "eval-reduce")
         )
     if rank_wanted:
-        ks = np.array(sorted({k for _, b, k in rank_wanted if b != "auc"} or {1}), dtype=np.int64)
-        do_auc = any(b == "auc" for _, b, _ in rank_wanted)
-        excl = exclusion_blocks(train, model, test.users, test.row_edges)
-        parts = [
-            dask.delayed(rank_partial)(
-                b,
-                ex,
-                d_model,
-                d_umap,
-                d_imap,
-                ks,
-                threshold,
-                do_auc,
-                per_user,
-                dask_key_name=key(
-                    "eval-rank-block",
-                    b.key,
-                    getattr(ex, "key", None),
-                    d_model.key,
-                    ks,
-                    threshold,
-                    do_auc,
-                    per_user,
-                ),
-            )
-            for b, ex in zip(test.blocks, excl, strict=True)
-        ]
-        rank_part = (
-            dask.delayed(list)(parts)
-            if per_user
-            else tree_reduce(add_rank_partials, parts, "eval-rank-reduce")
-        )
+        bases = {b for _, b, _ in rank_wanted}
+        beyond = beyond_inputs(model, bases)
+        rank_part = _rank_part(model, test, train, rank_wanted, threshold, per_user, beyond,
+                               d_umap, d_imap)  # fmt: skip
     n_catalogue = int((model.item_counts_ > 0).sum())
     if per_user:
         result = dask.delayed(_finish_per_user)(
@@ -330,7 +326,76 @@ def evaluate(
         result = dask.delayed(_finish_all)(
             err_part, rank_part, err_names, rank_wanted, n_catalogue, cold_items
         )
+        if baseline is not None:
+            pop = popularity_model(model)
+            pop_part = _rank_part(pop, test, train, rank_wanted, threshold, False, beyond,
+                                  d_umap, d_imap)  # fmt: skip
+            pop_result = dask.delayed(_finish_all)(
+                None, pop_part, [], rank_wanted, n_catalogue, cold_items
+            )
+            names = [n for n, _, _ in rank_wanted]
+            result = dask.delayed(_with_lift)(result, pop_result, names, baseline)
     return result.compute() if compute else result
+
+
+def _rank_part(
+    model: FittedModel,
+    test: Ratings,
+    train: Ratings | None,
+    rank_wanted: list[tuple[str, str, int]],
+    threshold: float | None,
+    per_user: bool,
+    beyond: Any,
+    d_umap: Any,
+    d_imap: Any,
+) -> Any:
+    """The lazy reduced ranking partials (or per-user frames) of ``model`` on ``test``."""
+    ks = np.array(sorted({k for _, b, k in rank_wanted if b != "auc"} or {1}), dtype=np.int64)
+    do_auc = any(b == "auc" for _, b, _ in rank_wanted)
+    excl = exclusion_blocks(train, model, test.users, test.row_edges)
+    d_model = dask.delayed(model, pure=True)
+    d_beyond = dask.delayed(beyond, pure=True)
+    parts = [
+        dask.delayed(rank_partial)(
+            b,
+            ex,
+            d_model,
+            d_umap,
+            d_imap,
+            ks,
+            threshold,
+            do_auc,
+            per_user,
+            d_beyond,
+            dask_key_name=key(
+                "eval-rank-block",
+                b.key,
+                getattr(ex, "key", None),
+                d_model.key,
+                ks,
+                threshold,
+                do_auc,
+                per_user,
+                d_beyond.key,
+            ),
+        )
+        for b, ex in zip(test.blocks, excl, strict=True)
+    ]
+    if per_user:
+        return dask.delayed(list)(parts)
+    return tree_reduce(add_rank_partials, parts, "eval-rank-reduce")
+
+
+def _with_lift(
+    result: dict[str, Any], base: dict[str, Any], names: list[str], baseline: str
+) -> dict[str, Any]:
+    """Each ranking metric's baseline value and ratio to it (NaN when the baseline is 0)."""
+    out = dict(result)
+    for n in names:
+        b = base[n]
+        out[f"{n}_{baseline}"] = b
+        out[f"{n}_lift"] = result[n] / b if b else float("nan")
+    return out
 
 
 def _finish_all(

@@ -30,7 +30,8 @@ Definitions (per user *u*, top list :math:`T_u` of length at most *k*):
 - ``auc`` = fraction of (relevant, non-relevant candidate) pairs ordered
   correctly, ties counting 1/2 (users with no non-relevant candidate skipped);
 - ``coverage@k`` = distinct items in the evaluated users' top-k lists divided
-  by the number of items seen in training (a catalogue figure, not a mean).
+  by the number of items seen in training (a catalogue figure, not a mean);
+- ``novelty@k``, ``diversity@k``: see :mod:`dmf.evaluation._beyond`.
 
 Each per-user value is averaged over the evaluated users: users the model
 never saw in training and users with an empty :math:`R_u` are skipped and
@@ -48,6 +49,7 @@ import pandas as pd
 from dmf._errors import ParameterError
 from dmf.data._blocks import RowBlock
 from dmf.data._exclusions import _csr, empty_csr, take_rows
+from dmf.evaluation._beyond import BEYOND, beyond_users
 from dmf.kernels._ranking import N_RANK_STATS, RANK_STATS, rank_rows
 
 __all__ = [
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 #: Ranking metrics taking a cut-off: ``"ndcg@10"``.
-AT_METRICS = (*RANK_STATS, "coverage")
+AT_METRICS = (*RANK_STATS, "coverage", *BEYOND)
 #: Every ranking metric name (``@k`` ones listed without the cut-off).
 RANKING_METRICS = (*(f"{m}@k" for m in AT_METRICS), "auc")
 
@@ -104,8 +106,12 @@ def rank_partial(
     threshold: float | None,
     do_auc: bool,
     per_user: bool,
+    beyond: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> Any:
-    """Ranking sums and counts (or per-user rows) for the users of one test block."""
+    """Ranking sums and counts (or per-user rows) for the users of one test block.
+
+    ``beyond``: (popularity ranks, unit item factors or None) for novelty and diversity.
+    """
     n_rows = block.n_rows
     n_items = len(model.items_)
     users = umap[block.start : block.stop]
@@ -149,11 +155,16 @@ def rank_partial(
             auc[c0:c1],
         )
     ok = n_rel > 0
+    extra_stats = (
+        np.full((len(todo), n_ks, 2), np.nan) if beyond is None else beyond_users(tops, ks, *beyond)
+    )
     if per_user:
         out: dict[str, Any] = {"user": block.start + todo, "n_relevant": n_rel}
         for c, k in enumerate(ks):
             for q, name in enumerate(RANK_STATS):
                 out[f"{name}@{k}"] = stats[:, c, q]
+            for q, name in enumerate(BEYOND):
+                out[f"{name}@{k}"] = np.where(ok, extra_stats[:, c, q], np.nan)
         out["auc"] = auc
         frame = pd.DataFrame(out)
         skipped = np.nonzero(cold | (has_test & known & (n_rel_raw == 0)))[0]
@@ -164,8 +175,11 @@ def rank_partial(
         top = tops[ok, : int(k)]
         cover[c, top[top >= 0]] = True
     auc_ok = ok & ~np.isnan(auc)
+    extra_ok = extra_stats[ok]
     return {
         "sums": stats[ok].sum(axis=0),
+        "beyond_sums": np.nansum(extra_ok, axis=0),
+        "beyond_n": (~np.isnan(extra_ok)).sum(axis=0),
         "n_users": int(ok.sum()),
         "auc_sum": float(auc[auc_ok].sum()),
         "auc_n": int(auc_ok.sum()),
@@ -195,6 +209,10 @@ def finish_ranking(
             out[name] = total["auc_sum"] / total["auc_n"] if total["auc_n"] else float("nan")
         elif base == "coverage":
             out[name] = float(total["cover"][col[k]].sum() / max(1, n_catalogue))
+        elif base in BEYOND:
+            q = BEYOND.index(base)
+            m = total["beyond_n"][col[k], q]
+            out[name] = float(total["beyond_sums"][col[k], q] / m) if m else float("nan")
         else:
             q = RANK_STATS.index(base)
             out[name] = float(total["sums"][col[k], q] / n) if n else float("nan")

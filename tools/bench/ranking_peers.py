@@ -57,7 +57,7 @@ import dmf
 
 K = 10
 Scorer = Callable[[np.ndarray], np.ndarray]
-EASE_LAMBDAS = {"ml100k": (50, 100, 200, 400, 800, 1600), "lastfm": (100, 300, 1000, 3000)}
+EASE_LAMBDAS = {"ml100k": (50, 100, 200, 400, 800, 1600), "lastfm": (25, 50, 100, 200)}
 GRID_REG = (0.01, 0.1, 1.0, 5.0)
 GRID_ALPHA = (1.0, 5.0, 20.0)
 

@@ -45,6 +45,7 @@ _LAZY = {
     "Baseline": "dmf.models",
     "Blend": "dmf.models",
     "Popular": "dmf.models",
+    "RankBlend": "dmf.models",
     "Recommender": "dmf.models",
     "blend": "dmf.models",
     "load": "dmf.store",
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from dmf.api import METHODS, cross_validate, fit, grid_search
     from dmf.data import Ratings, from_dask, from_pandas, read_csv, read_parquet
     from dmf.evaluation import evaluate
-    from dmf.models import ALS, SGD, Baseline, Blend, Popular, Recommender, blend
+    from dmf.models import ALS, SGD, Baseline, Blend, Popular, RankBlend, Recommender, blend
     from dmf.store import load
 
 
@@ -89,6 +90,7 @@ __all__ = [
     "NotFittedError",
     "ParameterError",
     "Popular",
+    "RankBlend",
     "Ratings",
     "RatingsError",
     "Recommender",

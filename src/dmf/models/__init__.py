@@ -4,7 +4,8 @@ from dmf.models._als import ALS
 from dmf.models._baseline import Baseline
 from dmf.models._blend import Blend, blend
 from dmf.models._popular import Popular
+from dmf.models._rank_blend import RankBlend
 from dmf.models._recommender import Recommender
 from dmf.models._sgd import SGD
 
-__all__ = ["ALS", "SGD", "Baseline", "Blend", "Popular", "Recommender", "blend"]
+__all__ = ["ALS", "SGD", "Baseline", "Blend", "Popular", "RankBlend", "Recommender", "blend"]

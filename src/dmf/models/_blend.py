@@ -26,9 +26,10 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import nnls
 
-from dmf._errors import ParameterError, RatingsError, check_choice, check_float
+from dmf._errors import RatingsError, check_choice, check_float
 from dmf.evaluation._metrics import to_ratings
-from dmf.models._recommender import Recommender
+from dmf.models._rank_blend import RankBlend
+from dmf.models._recommender import Recommender, check_members
 
 __all__ = ["Blend", "blend"]
 
@@ -121,7 +122,7 @@ class Blend(Recommender):
         """
         check_choice("method", self.method, BLEND_METHODS)
         alpha = check_float("alpha", self.alpha, 0.0)
-        members = _check_members(models)
+        members = check_members(models)
         if validation is None:
             raise RatingsError(
                 "validation= is required: the blend weights are fitted on held-out ratings"
@@ -267,23 +268,23 @@ def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred - y) ** 2)))
 
 
-def _check_members(models: Any) -> list[Recommender]:
-    if isinstance(models, Recommender) or not hasattr(models, "__iter__"):
-        raise ParameterError(
-            f"models must be a list of fitted dmf models, got {type(models).__name__}"
-        )
-    members = list(models)
-    if not members:
-        raise ParameterError("models is empty: pass at least one fitted model")
-    for j, m in enumerate(members):
-        if not isinstance(m, Recommender):
-            raise ParameterError(f"models[{j}] is a {type(m).__name__}, not a dmf model")
-        m._check_fitted()
-    return members
-
-
-def blend(models: Any, validation: Any, method: str = "nnls", alpha: float = 1.0) -> Blend:
+def blend(
+    models: Any,
+    validation: Any,
+    method: str = "nnls",
+    alpha: float = 1.0,
+    *,
+    objective: str | None = None,
+    train: Any = None,
+    relevance_threshold: float | None = None,
+) -> Any:
     """Blend fitted models linearly with weights fitted on a validation set.
+
+    With ``objective=None`` (default) the blend predicts ratings: least squares
+    on the validation ratings (:class:`dmf.Blend`). With a ranking objective
+    (``objective="ndcg@10"``) it ranks: the members' per-user standardised
+    scores, weighted to maximise that metric on ``validation`` with ``train``
+    masked (:class:`dmf.RankBlend`; ``method`` and ``alpha`` do not apply).
 
     Parameters
     ----------
@@ -296,10 +297,16 @@ def blend(models: Any, validation: Any, method: str = "nnls", alpha: float = 1.0
         a free intercept.
     alpha : float
         Ridge penalty (``method="ridge"``).
+    objective : str, optional
+        A ranking metric with a cut-off to blend for (``"ndcg@10"``).
+    train : Ratings or pandas.DataFrame, optional
+        The members' training data, masked while a ranking blend is weighted.
+    relevance_threshold : float, optional
+        Relevant validation ratings for a ranking objective (as in ``dmf.evaluate``).
 
     Returns
     -------
-    Blend
+    Blend or RankBlend
         A fitted model: ``predict``, ``recommend``, ``dmf.evaluate``,
         ``save``/``dmf.load``, ``fold_in``.
 
@@ -314,4 +321,7 @@ def blend(models: Any, validation: Any, method: str = "nnls", alpha: float = 1.0
     >>> len(model.weights_), type(model).__name__
     (3, 'Blend')
     """
+    if objective is not None:
+        rb = RankBlend(objective=objective, relevance_threshold=relevance_threshold)
+        return rb.fit(models, validation, train)
     return Blend(method=method, alpha=alpha).fit(models, validation)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from dmf._errors import ParameterError
 from dmf.core import FittedModel
 from dmf.serving import (
     fold_in,
@@ -22,7 +23,7 @@ from dmf.serving import (
 )
 from dmf.store import save, to_xarray
 
-__all__ = ["Recommender"]
+__all__ = ["Recommender", "check_members"]
 
 
 class Recommender(FittedModel):
@@ -354,3 +355,19 @@ class Recommender(FittedModel):
         [10, 20]
         """
         return recommend_new(self, history, k, items=items, on_unknown=on_unknown)
+
+
+def check_members(models: Any) -> list[Recommender]:
+    """The fitted dmf models of a list (for blends), checked."""
+    if isinstance(models, Recommender) or not hasattr(models, "__iter__"):
+        raise ParameterError(
+            f"models must be a list of fitted dmf models, got {type(models).__name__}"
+        )
+    members = list(models)
+    if not members:
+        raise ParameterError("models is empty: pass at least one fitted model")
+    for j, m in enumerate(members):
+        if not isinstance(m, Recommender):
+            raise ParameterError(f"models[{j}] is a {type(m).__name__}, not a dmf model")
+        m._check_fitted()
+    return members

@@ -13,6 +13,16 @@ via :func:`scipy.optimize.nnls`) or ridge-penalised ones (``method="ridge"``,
 penalty ``alpha * ||w||^2``). Both solve the problem centred on the validation
 means, which is exact for the free intercept.
 
+``method="fwls"`` is feature-weighted linear stacking (Sill et al. 2009): each
+member's weight is a linear function of meta-features of the pair,
+:math:`w_j(u, i) = \\sum_f v_{jf} f_f(u, i)`, with :math:`f = (1, \\log(1 + n_u),
+\\log(1 + n_i), \\log(1 + n_u) \\log(1 + n_i) / 10)` from the first member's
+training counts (how much is known about the user and the item), plus a
+free term :math:`\\sum_f c_f f_f`; ridge regression (penalty ``alpha``) on the
+validation ratings fits :math:`v` and :math:`c`. Members that are good at
+different support levels (biases for rare users, factors for frequent ones)
+then each count where they are good.
+
 The blend is itself a :class:`dmf.Recommender`: ``predict``, ``recommend``,
 ``evaluate``, ``save``/``dmf.load`` and ``fold_in`` (each member folds in)
 work on it.
@@ -33,7 +43,25 @@ from dmf.models._recommender import Recommender, check_members
 
 __all__ = ["Blend", "blend"]
 
-BLEND_METHODS = ("nnls", "ridge")
+BLEND_METHODS = ("nnls", "ridge", "fwls")
+#: Meta-features of ``method="fwls"``.
+N_FEATURES = 4
+
+
+def support_features(nu: np.ndarray, ni: np.ndarray) -> list[np.ndarray]:
+    """The FWLS meta-features ``1, log(1+n_u), log(1+n_i), log(1+n_u)log(1+n_i)/10``.
+
+    ``nu`` and ``ni`` broadcast (a column of users against a row of items).
+    """
+    lu = np.log1p(np.asarray(nu, dtype=np.float64))
+    li = np.log1p(np.asarray(ni, dtype=np.float64))
+    return [np.ones(np.broadcast(lu, li).shape), lu + 0 * li, li + 0 * lu, lu * li / 10.0]
+
+
+def _counts(model: Any, u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nu = np.where(u >= 0, model.user_counts_[np.maximum(u, 0)], 0)
+    ni = np.where(i >= 0, model.item_counts_[np.maximum(i, 0)], 0)
+    return nu, ni
 
 
 def _fit_weights(
@@ -60,16 +88,19 @@ class Blend(Recommender):
 
     Parameters
     ----------
-    method : {"nnls", "ridge"}
-        Non-negative least squares (default) or ridge regression.
+    method : {"nnls", "ridge", "fwls"}
+        Non-negative least squares (default), ridge regression, or
+        feature-weighted linear stacking (ridge on member x meta-feature terms).
     alpha : float
-        Ridge penalty (>= 0; ``method="ridge"`` only).
+        Ridge penalty (>= 0; ``"ridge"`` and ``"fwls"``).
 
     Attributes
     ----------
     members_ : list of Recommender
     weights_ : numpy.ndarray
-        One weight per member.
+        One weight per member (``"fwls"``: the weight at zero support, ``v[:, 0]``).
+    feature_weights_, feature_intercepts_ : numpy.ndarray
+        ``"fwls"`` only: :math:`v` (members x features) and :math:`c` (features).
     intercept_ : float
     validation_rmse_ : float
         RMSE of the blend on the validation set (clipped predictions).
@@ -134,9 +165,22 @@ class Blend(Recommender):
         users, items = df["user"].to_numpy(), df["item"].to_numpy()
         y = df["rating"].to_numpy(dtype=np.float64)
         X = np.column_stack([m.predict(users, items).astype(np.float64) for m in members])
-        w, c = _fit_weights(X, y, self.method, alpha)
-        self._adopt(members, w, c)
-        pred = self._clip(np.float32(c) + (X @ w).astype(np.float32))
+        if self.method == "fwls":
+            first = members[0]
+            nu, ni = _counts(first, first._user_codes(users), first._item_codes(items))
+            F = np.column_stack(support_features(nu, ni))
+            D = np.column_stack([X[:, [j]] * F for j in range(X.shape[1])] + [F])
+            theta = np.linalg.solve(D.T @ D + alpha * np.eye(D.shape[1]), D.T @ y)
+            V = theta[:-N_FEATURES].reshape(len(members), N_FEATURES)
+            self.feature_weights_, self.feature_intercepts_ = V, theta[-N_FEATURES:]
+            self._adopt(members, V[:, 0], float(theta[-N_FEATURES]))
+            pred = self._clip((D @ theta).astype(np.float32))
+        else:
+            self.__dict__.pop("feature_weights_", None)
+            self.__dict__.pop("feature_intercepts_", None)
+            w, c = _fit_weights(X, y, self.method, alpha)
+            self._adopt(members, w, c)
+            pred = self._clip(np.float32(c) + (X @ w).astype(np.float32))
         self.validation_rmse_ = float(np.sqrt(np.mean((pred - y) ** 2)))
         self._record(
             False,
@@ -189,22 +233,38 @@ class Blend(Recommender):
             np.where(i >= 0, imap[np.maximum(i, 0)], -1),
         )
 
+    def _fwls_terms(self, nu: np.ndarray, ni: np.ndarray) -> tuple[list[Any], Any] | None:
+        """Per-member weights and the free term at the given counts (None: a plain blend)."""
+        V = getattr(self, "feature_weights_", None)
+        if V is None:
+            return None
+        F = support_features(nu, ni)
+        ws = [sum(V[j, f] * F[f] for f in range(N_FEATURES)) for j in range(len(V))]
+        return ws, sum(self.feature_intercepts_[f] * F[f] for f in range(N_FEATURES))
+
     def _predict_codes(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         u = np.asarray(u, dtype=np.int64)
         i = np.asarray(i, dtype=np.int64)
-        out = np.full(u.shape, self.intercept_, dtype=np.float64)
+        terms = self._fwls_terms(*_counts(self, u, i))
+        out = np.full(u.shape, self.intercept_, dtype=np.float64) if terms is None else terms[1]
         for j, (m, w) in enumerate(zip(self.members_, self.weights_, strict=True)):
-            if w == 0.0:
+            if terms is None and w == 0.0:
                 continue
             mu, mi = self._member_codes(j, u, i)
-            out += w * m._clip(m._predict_codes(mu, mi)).astype(np.float64)
-        return out.astype(np.float32)
+            wj = w if terms is None else terms[0][j]
+            out = out + wj * m._clip(m._predict_codes(mu, mi)).astype(np.float64)
+        return np.asarray(out, dtype=np.float32)
 
     def _score_users(self, u: np.ndarray) -> np.ndarray:
         u = np.asarray(u, dtype=np.int64)
-        out = np.full((len(u), len(self.items_)), self.intercept_, dtype=np.float32)
+        nu = self.user_counts_[u][:, None]
+        terms = self._fwls_terms(nu, np.asarray(self.item_counts_)[None, :])
+        if terms is None:
+            out = np.full((len(u), len(self.items_)), self.intercept_, dtype=np.float32)
+        else:
+            out = terms[1].astype(np.float32)
         for j, (m, w) in enumerate(zip(self.members_, self.weights_, strict=True)):
-            if w == 0.0:
+            if terms is None and w == 0.0:
                 continue
             maps = self._maps[j]
             if maps is None:
@@ -220,21 +280,27 @@ class Blend(Recommender):
                 # Items this member never saw: its fallback for each user.
                 fb = m._predict_codes(mu, np.full(len(u), -1, dtype=np.int64))
                 s = np.where(imap[None, :] >= 0, own[:, np.maximum(imap, 0)], fb[:, None])
-            out += np.float32(w) * m._clip(s)
+            wj = np.float32(w) if terms is None else terms[0][j].astype(np.float32)
+            out += wj * m._clip(s)
         return out
 
     # ---------------------------------------------------- persistence hooks
     def _store_variables(self) -> dict[str, Any]:
         kinds = [m.kind for m in self.members_]
-        return {
-            "weights": xr.DataArray(self.weights_, dims=("member",), attrs={"kinds": kinds}),
-        }
+        out = {"weights": xr.DataArray(self.weights_, dims=("member",), attrs={"kinds": kinds})}
+        if getattr(self, "feature_weights_", None) is not None:
+            out["feature_weights"] = (("member", "feature"), self.feature_weights_)
+            out["feature_intercepts"] = (("feature",), self.feature_intercepts_)
+        return out
 
     def _store_children(self) -> dict[str, Recommender]:
         return {f"member_{j}": m for j, m in enumerate(self.members_)}
 
     def _restore_store(self, ds: Any, read_child: Any) -> None:
         w = np.asarray(ds["weights"].values, dtype=np.float64)
+        if "feature_weights" in ds:
+            self.feature_weights_ = np.asarray(ds["feature_weights"].values, dtype=np.float64)
+            self.feature_intercepts_ = np.asarray(ds["feature_intercepts"].values, np.float64)
         members = [read_child(f"member_{j}") for j in range(len(w))]
         history = self.history_
         self._adopt(members, w, float(self.intercept_))
@@ -258,6 +324,9 @@ class Blend(Recommender):
         members = [m.fold_in(new_ratings, unknown_items=unknown_items) for m in self.members_]
         new = Blend(self.method, self.alpha)
         new.history_ = list(self.history_)
+        for name in ("feature_weights_", "feature_intercepts_"):
+            if hasattr(self, name):
+                setattr(new, name, getattr(self, name))
         new._adopt(members, self.weights_, self.intercept_)
         new.validation_rmse_ = getattr(self, "validation_rmse_", float("nan"))
         new.fold_in_report_ = members[0].fold_in_report_
@@ -292,9 +361,10 @@ def blend(
         Trained on data that excludes ``validation``.
     validation : Ratings or pandas.DataFrame
         Held-out ratings (``user``, ``item``, ``rating``).
-    method : {"nnls", "ridge"}
-        Non-negative weights (default) or ridge-penalised weights; both with
-        a free intercept.
+    method : {"nnls", "ridge", "fwls"}
+        Non-negative weights (default), ridge-penalised weights (both with a
+        free intercept), or feature-weighted linear stacking: weights that
+        depend on the user's and item's training support.
     alpha : float
         Ridge penalty (``method="ridge"``).
     objective : str, optional

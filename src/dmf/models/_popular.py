@@ -8,6 +8,7 @@ import numpy as np
 
 from dmf._errors import ParameterError, RatingsError, check_float
 from dmf.data._blocks import RowBlock
+from dmf.data._io import to_ratings
 from dmf.data._ratings import check_ratings
 from dmf.engine import Engine
 from dmf.models._recommender import Recommender
@@ -97,6 +98,9 @@ class Popular(Recommender):
     def fit(self, ratings: Any) -> Popular:
         """Count (or recency-weight) each item's interactions in ``ratings``; returns ``self``.
 
+        ``ratings`` is a :class:`dmf.Ratings` or a pandas DataFrame (``user``,
+        ``item`` and ``rating`` columns), as for every model.
+
         One ``popular-items`` task per row block counts its items; a tree
         reduction sums them (with ``half_life``, a ``popular-latest`` reduction
         first finds the reference time).
@@ -116,7 +120,7 @@ class Popular(Recommender):
         [1.5]
         """
         self._validate_params()
-        ratings = check_ratings(ratings)
+        ratings = check_ratings(to_ratings(ratings, name="ratings"))
         half = None if self.half_life is None else float(self.half_life) * _SECONDS_PER_DAY
         if half is not None and not ratings.has_timestamps:
             raise RatingsError(

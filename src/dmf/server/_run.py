@@ -1,0 +1,141 @@
+"""``dmf serve``: check the options, open the state, run uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+import sys
+import time
+
+import dmf
+from dmf._errors import check_int
+
+__all__ = ["add_arguments", "is_loopback", "main", "serve"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def serve(
+    store: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    state: str | None = None,
+    token: str | None = None,
+    shards: int = 1,
+    snapshot_every: int | None = None,
+    interactions: str | None = None,
+    titles: str | None = None,
+    max_k: int = 1000,
+    body_limit: int = 1 << 20,
+) -> None:
+    """Serve the model at ``store`` over HTTP until interrupted (see :mod:`dmf.server`).
+
+    Raises
+    ------
+    dmf.ParameterError
+        A non-loopback ``host`` without ``token``, or an out-of-range option.
+    dmf.StoreError
+        The store or the state directory cannot be read.
+    """
+    try:
+        import uvicorn
+        from threadpoolctl import threadpool_limits
+    except ImportError as e:  # pragma: no cover - the optional extra is missing
+        raise dmf.ParameterError(
+            f"dmf serve needs the 'serve' extra: pip install 'dmf[serve]' ({e})"
+        ) from e
+    from dmf.server._app import create_app
+    from dmf.server._state import open_service
+
+    check_int("port", port, 0, 65535)
+    check_int("shards", shards, 1, 256)
+    check_int("max_k", max_k, 1)
+    check_int("body_limit", body_limit, 1)
+    if snapshot_every is not None:
+        check_int("snapshot_every", snapshot_every, 1)
+    if token is not None and not token:
+        raise dmf.ParameterError("token is empty: pass a secret, or no --token on loopback")
+    if token is None and not is_loopback(host):
+        raise dmf.ParameterError(
+            f"host={host!r} is not a loopback address: serving beyond this machine needs "
+            "--token SECRET (clients send 'Authorization: Bearer SECRET')"
+        )
+    t0 = time.perf_counter()
+    # Requests and shards are the parallelism; BLAS threads per product only oversubscribe.
+    threadpool_limits(1)
+    service, state_dir, replayed = open_service(
+        store, state=state, interactions=interactions, shards=shards, max_k=max_k, titles=titles
+    )
+    app = create_app(
+        service, state_dir, token=token, body_limit=body_limit, snapshot_every=snapshot_every
+    )
+    print(
+        f"dmf serve: {type(service.model).__name__} with {len(service.users)} users, "
+        f"{service.n_allowed} items; {replayed} event(s) replayed; ready in "
+        f"{time.perf_counter() - t0:.2f} s on http://{host}:{port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        service.close()
+        if state_dir is not None:
+            state_dir.log.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``dmf serve`` (shared by the CLI and ``python -m dmf.server``)."""
+    parser.add_argument("store", help="model store written by dmf fit / model.save (Zarr)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--state", help="directory for the event log and snapshots")
+    parser.add_argument("--token", help="bearer token clients must send (needed off loopback)")
+    parser.add_argument("--shards", type=int, default=1, help="item shards scored in parallel")
+    parser.add_argument(
+        "--snapshot-every", type=int, help="fold the log into a new store every N events"
+    )
+    parser.add_argument(
+        "--interactions", help="CSV/Parquet of training user,item[,rating]: excluded and folded"
+    )
+    parser.add_argument("--titles", help="CSV with item,title columns shown by the page")
+    parser.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask")
+    parser.add_argument(
+        "--body-limit", type=int, default=1 << 20, help="largest request body in bytes"
+    )
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run :func:`serve` from parsed :func:`add_arguments` options."""
+    serve(
+        args.store,
+        host=args.host,
+        port=args.port,
+        state=args.state,
+        token=args.token,
+        shards=args.shards,
+        snapshot_every=args.snapshot_every,
+        interactions=args.interactions,
+        titles=args.titles,
+        max_k=args.max_k,
+        body_limit=args.body_limit,
+    )

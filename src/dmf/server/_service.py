@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 import dmf
+from dmf.server._foldin import Folder
 from dmf.server._history import Histories
 from dmf.server._scoring import Scorer, top_k
 
@@ -99,7 +100,8 @@ class Service:
         self.default_weight = 1.0 if self.implicit or not math.isfinite(hi) else hi
         self.titles = titles or {}
         probe: Any = int(self.users.max()) + 1 if self.int_users and len(self.users) else 0
-        self._probe = probe if self.int_users else "\x00dmf-serve-probe"
+        self.folder = Folder(model, probe if self.int_users else "\x00dmf-serve-probe")
+        self._unit: np.ndarray | None = None
 
     # ----------------------------------------------------------------- ids
     def parse_user(self, raw: Any, *, text: bool = False) -> Any:
@@ -170,37 +172,12 @@ class Service:
         return vec
 
     def fold(self, histories: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Augmented user vectors solved by ``model.fold_in`` from each full history.
-
-        The histories are folded in under stand-in ids the model does not
-        have (the solution depends on the ratings alone), so the model's own
-        arrays are never copied and the folded model is dropped at once.
-        """
-        n = len(histories)
-        if self.int_users:
-            ids = np.arange(n, dtype=np.int64) + self._probe
-        else:
-            ids = np.array([f"{self._probe}{j}" for j in range(n)], dtype=object)
-        lengths = [len(c) for c, _ in histories]
-        frame = pd.DataFrame(
-            {
-                "user": np.repeat(ids, lengths),
-                "item": self.item_values[np.concatenate([c for c, _ in histories])],
-                "rating": np.concatenate([w for _, w in histories]).astype(np.float64),
-            }
-        )
+        """Augmented user vectors solved from each full history (see :mod:`._foldin`)."""
         try:
             with self.fold_lock:
-                folded = self.model.fold_in(frame)
+                return self.folder.fold(histories)
         except dmf.DMFError as e:
             raise ApiError(422, str(e)) from e
-        rows = folded.users_.get_indexer(pd.Index(ids))
-        out = np.empty((n, self.rank + 2), np.float32)
-        if self.rank:
-            out[:, : self.rank] = folded.user_factors_[rows]
-        out[:, self.rank] = self.mu + np.asarray(folded.user_bias_)[rows]
-        out[:, self.rank + 1] = 1.0
-        return out
 
     def vector(self, user: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """``(augmented vector, seen item codes)`` of a user, or None if unknown."""
@@ -264,15 +241,22 @@ class Service:
         return self._answer(*top_k(scores, np.arange(len(scores), dtype=np.int64), k))
 
     def similar_items(self, item: Any, k: int) -> list[dict[str, Any]]:
-        if getattr(self.model, "item_factors_", None) is None:
+        """Most similar items by cosine of item factors, as ``model.similar_items`` ranks."""
+        V = getattr(self.model, "item_factors_", None)
+        if V is None:
             raise ApiError(422, "this model has no item factors: similar items need a factor model")
         limit = min(self.max_k, self.n_allowed - 1)
         if k > limit:
             raise ApiError(422, f"k={k} is not allowed: k must be an integer in [1, {limit}]")
         code = int(self.item_codes([item], "item")[0])
-        frame = self.model.similar_items([self.item_values[code]], k=k)
-        codes = self.items.get_indexer(pd.Index(frame["similar_item"].to_numpy()))
-        return self._answer(codes, frame["score"].to_numpy())
+        if self._unit is None:
+            f = np.asarray(V, dtype=np.float32)
+            norms = np.linalg.norm(f, axis=1, keepdims=True)
+            self._unit = np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
+        sims = self._unit @ self._unit[code]
+        sims[~self.allowed] = -np.inf
+        sims[code] = -np.inf  # an item is not its own neighbour
+        return self._answer(*top_k(sims, np.arange(len(sims), dtype=np.int64), k))
 
     # -------------------------------------------------------------- events
     def prepare(

@@ -217,9 +217,10 @@ def create_app(
             async with events_lock:
                 seq = state.log.rotate()
                 changed = dict(service.histories.changed)
+                vectors = dict(service.vectors)
             if not changed or seq == int(state.current["seq"]):
                 return {"seq": seq, "snapshot": state.current.get("snapshot")}
-            model = await anyio.to_thread.run_sync(service.snapshot_model, changed)
+            model = await anyio.to_thread.run_sync(service.snapshot_model, changed, vectors)
             name = await anyio.to_thread.run_sync(
                 state.write_snapshot, model, changed, seq, service.item_values
             )

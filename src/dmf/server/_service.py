@@ -10,6 +10,7 @@ solution a refit of that user alone gives. Input problems raise
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import threading
@@ -296,26 +297,54 @@ class Service:
             vecs = self.fold([self.histories.changed[u] for u in part])
             self.vectors.update(zip(part, vecs, strict=True))
 
-    def snapshot_model(self, changed: dict[Any, tuple[np.ndarray, np.ndarray]]) -> Any:
-        """The model with the ``changed`` users folded in under their own ids."""
+    def snapshot_model(
+        self,
+        changed: dict[Any, tuple[np.ndarray, np.ndarray]],
+        vectors: dict[Any, np.ndarray],
+    ) -> Any:
+        """A copy of the model holding the served vectors of the ``changed`` users.
+
+        Known users' rows are replaced, new users appended (as ``model.fold_in``
+        lays them out); ``user_counts_`` becomes each history's length. The
+        vectors are the ones being served, so a restart from the snapshot
+        answers exactly as before.
+        """
         users = list(changed)
-        lengths = [len(changed[u][0]) for u in users]
-        codes = np.concatenate([changed[u][0] for u in users])
-        weights = np.concatenate([changed[u][1] for u in users])
-        if self.int_users:
-            ids = np.asarray(users, np.int64)
-        else:
-            ids = np.empty(len(users), dtype=object)
-            ids[:] = users
-        frame = pd.DataFrame(
-            {
-                "user": np.repeat(ids, lengths),
-                "item": self.item_values[codes],
-                "rating": weights.astype(np.float64),
-            }
-        )
-        with self.fold_lock:
-            return self.model.fold_in(frame)
+        rows = np.array([self._row(u) for u in users], dtype=np.int64)
+        fresh = rows < 0
+        n_old, n_new = len(self.users), int(fresh.sum())
+        rows[fresh] = n_old + np.arange(n_new)
+        vecs = np.array(
+            [
+                vectors[u] if u in vectors else self._base_vector(r)
+                for u, r in zip(users, rows, strict=True)
+            ],
+            dtype=np.float64,
+        ).reshape(len(users), self.rank + 2)
+        m = self.model
+        new = copy.copy(m)
+        for name in ("_rec_cache", "_fold_ids", "_fold_grow"):
+            new.__dict__.pop(name, None)
+        bias = np.concatenate([self.bu, np.zeros(n_new, self.bu.dtype)])
+        bias[rows] = vecs[:, self.rank] - self.mu
+        counts = np.concatenate([self.user_counts, np.zeros(n_new, self.user_counts.dtype)])
+        counts[rows] = [len(changed[u][0]) for u in users]
+        if self.U is not None:
+            factors = np.concatenate([self.U, np.zeros((n_new, self.rank), self.U.dtype)])
+            factors[rows] = vecs[:, : self.rank]
+            new.user_factors_ = factors
+        added = [u for u, f in zip(users, fresh, strict=True) if f]
+        new.users_ = self.users.append(pd.Index(added, dtype=self.users.dtype))
+        new.user_bias_, new.user_counts_ = bias, counts
+        return new
+
+    def _row(self, user: Any) -> int:
+        """The user's row in the model (seen in training or not), else -1."""
+        try:
+            code = self.users.get_loc(user)
+        except (KeyError, TypeError):
+            return -1
+        return int(code) if isinstance(code, (int, np.integer)) else -1
 
     def close(self) -> None:
         self.scorer.close()

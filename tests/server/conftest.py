@@ -22,12 +22,12 @@ def free_port() -> int:
 
 
 class Server:
-    """``python -m dmf.server`` in a subprocess on a free loopback port."""
+    """``dmf serve`` (``python -m dmf serve``) in a subprocess on a free loopback port."""
 
     def __init__(self, store: str, *args: str, token: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "dmf.server", store, "--port", str(self.port), *args]
+        cmd = [sys.executable, "-m", "dmf", "serve", store, "--port", str(self.port), *args]
         if token is not None:
             cmd += ["--token", token]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)

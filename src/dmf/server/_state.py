@@ -27,6 +27,7 @@ import dmf
 from dmf.server._history import Histories, read_interactions
 from dmf.server._log import EventLog, _fsync_dir
 from dmf.server._service import Service
+from dmf.server._titles import read_titles
 
 __all__ = ["StateDir", "open_service"]
 
@@ -133,7 +134,7 @@ def open_service(
         histories = read_interactions(interactions, model.users_, model.items_)
     else:
         histories = Histories(len(model.users_))
-    title_map = _read_titles(titles, model) if titles is not None else None
+    title_map = read_titles(titles, model.items_) if titles is not None else None
     service = Service(model, histories, shards=shards, max_k=max_k, titles=title_map)
     replayed = 0
     if state_dir is not None:
@@ -145,19 +146,3 @@ def open_service(
             service.apply_events(events)
         replayed = len(events)
     return service, state_dir, replayed
-
-
-def _read_titles(path: str, model: Any) -> dict[int, str]:
-    """``{item code: title}`` from a CSV with ``item`` and ``title`` columns."""
-    import pandas as pd
-
-    if not os.path.exists(path):
-        raise dmf.ParameterError(f"titles file {path} does not exist")
-    frame = pd.read_csv(path)
-    if not {"item", "title"} <= set(frame.columns):
-        raise dmf.ParameterError(
-            f"titles file {path} needs columns item and title; it has {list(frame.columns)}"
-        )
-    codes = model.items_.get_indexer(pd.Index(frame["item"].to_numpy()))
-    keep = codes >= 0
-    return dict(zip(codes[keep].tolist(), frame["title"].astype(str)[keep].tolist(), strict=True))

@@ -209,3 +209,22 @@ def test_metrics_count_requests(server):
     counts = [int(b.split()[-1]) for b in buckets]
     assert counts == sorted(counts) and 'le="+Inf"' in buckets[-1]
     assert json.loads(server.client.get("/health").text)["events"] >= 1
+
+
+def test_concurrent_requests_scored_together_answer_as_alone(server):
+    import asyncio
+
+    import httpx
+
+    users = list(range(30))
+    alone = {u: _items(server.client.get("/recommend", params={"user": u, "k": 3 + u % 5}))[0]
+             for u in users}  # fmt: skip
+
+    async def together():
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+            rs = await asyncio.gather(
+                *(c.get("/recommend", params={"user": u, "k": 3 + u % 5}) for u in users)
+            )
+        return {u: _items(r)[0] for u, r in zip(users, rs, strict=True)}
+
+    assert asyncio.run(together()) == alone

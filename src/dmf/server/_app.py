@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 import dmf
+from dmf.server._batch import Batcher
 from dmf.server._metrics import Metrics
 from dmf.server._openapi import openapi
 from dmf.server._page import PAGE
@@ -142,6 +143,7 @@ def create_app(
 ) -> Any:
     """The ASGI application serving ``service`` (see :mod:`dmf.server`)."""
     metrics = Metrics()
+    batcher = Batcher(service.scorer)
     events_lock = asyncio.Lock()
     snap: dict[str, Any] = {"running": None, "last": None, "error": None}
     log = state.log if state is not None else None
@@ -177,7 +179,11 @@ def create_app(
         if "items" in q:
             cand = service.item_codes([s for s in q["items"].split(",") if s], text=True)
         exclude = _flag(q.get("exclude_seen", "true"), "exclude_seen")
-        return JSONResponse({"user": user, "items": service.recommend(user, k, cand, exclude)})
+        if cand is not None:
+            return JSONResponse({"user": user, "items": service.recommend(user, k, cand, exclude)})
+        vec, seen = service.query(user, exclude)
+        items = service.answer(*await batcher.top_k(vec, seen, k))
+        return JSONResponse({"user": user, "items": items})
 
     async def recommend_post(request: Request) -> Response:
         body = await _body(request, body_limit)
@@ -185,7 +191,9 @@ def create_app(
         k = service.check_k(body.get("k", 10))
         codes = service.item_codes(body["items"])
         weights = service.weights(body.get("weights"), len(codes))
-        return JSONResponse({"user": None, "items": service.recommend_history(codes, weights, k)})
+        vec, seen = service.anonymous(codes, weights)
+        items = service.answer(*await batcher.top_k(vec, seen, k))
+        return JSONResponse({"user": None, "items": items})
 
     async def events(request: Request) -> Response:
         body = await _body(request, body_limit)
@@ -301,4 +309,8 @@ def create_app(
                   lambda: float(log.seq if log is not None else 0))  # fmt: skip
     metrics.gauge("dmf_changed_users", "Users whose history changed through events",
                   lambda: float(len(service.histories.changed)))  # fmt: skip
+    metrics.gauge("dmf_score_batches_total", "Batches of users scored together",
+                  lambda: float(batcher.batches))  # fmt: skip
+    metrics.gauge("dmf_scored_requests_total", "Requests scored in those batches",
+                  lambda: float(batcher.requests))  # fmt: skip
     return _Guard(app, token, body_limit, metrics)

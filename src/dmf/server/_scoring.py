@@ -85,19 +85,45 @@ class Scorer:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def scores(self, user: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """Scores of the items ``codes`` (no ranking, nothing masked)."""
-        return self.items[codes] @ np.asarray(user, dtype=np.float32)
-
     def _shard(
-        self, s: int, user: np.ndarray, seen: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, s: int, users: np.ndarray, seens: list[np.ndarray], k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each user's top ``k`` within shard ``s``: one product for the whole batch."""
         a, b = int(self.edges[s]), int(self.edges[s + 1])
-        scores = self.parts[s] @ user
-        scores[self.blocked[s]] = -np.inf
-        lo, hi = np.searchsorted(seen, [a, b])
-        scores[seen[lo:hi] - a] = -np.inf
-        return top_k(scores, np.arange(a, b, dtype=np.int64), k)
+        scores = users @ self.parts[s].T
+        scores[:, self.blocked[s]] = -np.inf
+        codes = np.arange(a, b, dtype=np.int64)
+        out = []
+        for row, seen in zip(scores, seens, strict=True):
+            lo, hi = np.searchsorted(seen, [a, b])
+            row[seen[lo:hi] - a] = -np.inf
+            out.append(top_k(row, codes, k))
+        return out
+
+    def recommend_many(
+        self, users: np.ndarray, k: int, seens: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-k ``(item codes, scores)`` of a batch of augmented user vectors.
+
+        One matrix product per shard for the whole batch reads the item rows
+        once, rather than once per user; ``seens[r]`` (sorted item codes) are
+        left out for user ``r``.
+        """
+        users = np.ascontiguousarray(users, dtype=np.float32).reshape(-1, self.items.shape[1])
+        seens = [np.asarray(x, dtype=np.int64) for x in seens]
+        if self.pool is None:
+            return self._shard(0, users, seens, k)
+        futures = [
+            self.pool.submit(self._shard, s, users, seens, k) for s in range(1, self.n_shards)
+        ]
+        parts = [self._shard(0, users, seens, k)] + [f.result() for f in futures]
+        out = []
+        for r in range(len(users)):
+            codes = np.concatenate([p[r][0] for p in parts])
+            scores = np.concatenate([p[r][1] for p in parts])
+            order = np.argsort(codes, kind="stable")  # top_k breaks ties by position
+            out.append(top_k(scores[order], codes[order], k))
+        return out
 
     def recommend(
         self,
@@ -118,14 +144,7 @@ class Scorer:
             cand = cand[self.allowed[cand]]
             cand = cand[~np.isin(cand, seen, assume_unique=True)]
             return top_k(self.items[cand] @ user, cand, k)
-        if self.pool is None:
-            return self._shard(0, user, seen, k)
-        futures = [self.pool.submit(self._shard, s, user, seen, k) for s in range(1, self.n_shards)]
-        parts = [self._shard(0, user, seen, k)] + [f.result() for f in futures]
-        codes = np.concatenate([p[0] for p in parts])
-        scores = np.concatenate([p[1] for p in parts])
-        order = np.argsort(codes, kind="stable")  # top_k breaks ties by position
-        return top_k(scores[order], codes[order], k)
+        return self.recommend_many(user[None, :], k, [seen])[0]
 
     def __enter__(self) -> Scorer:
         return self

@@ -203,7 +203,7 @@ class Service:
         return np.asarray(raw, dtype=np.float32)
 
     # ------------------------------------------------------------ answers
-    def _answer(self, codes: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+    def answer(self, codes: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         ids = self.item_values[codes].tolist()
         out = [{"item": i, "score": float(s)} for i, s in zip(ids, scores.tolist(), strict=True)]
         if self.titles:
@@ -213,33 +213,41 @@ class Service:
                     row["title"] = title
         return out
 
-    def recommend(
-        self, user: Any, k: int, candidates: np.ndarray | None = None, exclude_seen: bool = True
-    ) -> list[dict[str, Any]]:
+    def query(self, user: Any, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(augmented vector, items to leave out)`` of a user; 404 if unknown."""
         found = self.vector(user)
         if found is None:
             raise ApiError(
                 404, f"user {user!r} is unknown: not in the model's training data and no events"
             )
         vec, seen = found
-        seen = seen if exclude_seen else seen[:0]
-        return self._answer(*self.scorer.recommend(vec, k, seen, candidates))
+        return vec, (seen if exclude_seen else seen[:0])
 
-    def recommend_history(
-        self, codes: np.ndarray, weights: np.ndarray, k: int
+    def recommend(
+        self, user: Any, k: int, candidates: np.ndarray | None = None, exclude_seen: bool = True
     ) -> list[dict[str, Any]]:
+        vec, seen = self.query(user, exclude_seen)
+        return self.answer(*self.scorer.recommend(vec, k, seen, candidates))
+
+    def anonymous(self, codes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(augmented vector, sorted history)`` folded in from an anonymous history."""
         order = np.argsort(codes)
         codes, weights = codes[order], weights[order]
         if (np.diff(codes) == 0).any():
             raise ApiError(422, "items repeats an item id: list each item once")
-        vec = self.fold([(codes, weights)])[0]
-        return self._answer(*self.scorer.recommend(vec, k, codes))
+        return self.fold([(codes, weights)])[0], codes
+
+    def recommend_history(
+        self, codes: np.ndarray, weights: np.ndarray, k: int
+    ) -> list[dict[str, Any]]:
+        vec, seen = self.anonymous(codes, weights)
+        return self.answer(*self.scorer.recommend(vec, k, seen))
 
     def popular(self, k: int) -> list[dict[str, Any]]:
         """Items by training interactions, most first (what a new user starts from)."""
         counts = np.asarray(self.model.item_counts_, dtype=np.float32)
         scores = np.where(self.allowed, counts, -np.inf)
-        return self._answer(*top_k(scores, np.arange(len(scores), dtype=np.int64), k))
+        return self.answer(*top_k(scores, np.arange(len(scores), dtype=np.int64), k))
 
     def similar_items(self, item: Any, k: int) -> list[dict[str, Any]]:
         """Most similar items by cosine of item factors, as ``model.similar_items`` ranks."""
@@ -257,7 +265,7 @@ class Service:
         sims = self._unit @ self._unit[code]
         sims[~self.allowed] = -np.inf
         sims[code] = -np.inf  # an item is not its own neighbour
-        return self._answer(*top_k(sims, np.arange(len(sims), dtype=np.int64), k))
+        return self.answer(*top_k(sims, np.arange(len(sims), dtype=np.int64), k))
 
     # -------------------------------------------------------------- events
     def prepare(

@@ -63,24 +63,61 @@ def _percentiles(lat: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-async def _recommend_phase(url: str, users: np.ndarray, clients: int, seconds: float, cap: int):
+class _RawConnection:
+    """A minimal HTTP/1.1 keep-alive GET client: a lighter load generator than httpx."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(f"GET {target} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _recommend_phase(
+    url: str, users: np.ndarray, clients: int, seconds: float, cap: int, raw: bool
+):
     import httpx
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     lat: list[float] = []
     errors = 0
     rng = np.random.default_rng(clients)
+    port = int(url.rsplit(":", 1)[1])
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         stop = time.perf_counter() + seconds
 
         async def worker() -> None:
             nonlocal errors
+            conn = _RawConnection(port) if raw else None
             while time.perf_counter() < stop and len(lat) < cap:
                 u = int(users[rng.integers(len(users))])
                 t = time.perf_counter()
-                r = await client.get("/recommend", params={"user": u, "k": 10})
+                if conn is not None:
+                    status = await conn.get(f"/recommend?user={u}&k=10")
+                else:
+                    status = (
+                        await client.get("/recommend", params={"user": u, "k": 10})
+                    ).status_code
                 lat.append(time.perf_counter() - t)
-                errors += r.status_code != 200
+                errors += status != 200
+            if conn is not None:
+                conn.close()
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -117,6 +154,12 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=50_000, help="per phase")
     parser.add_argument("--clients", default="1,8,32,128")
     parser.add_argument("--out", help="also write the markdown table here")
+    parser.add_argument(
+        "--drivers",
+        default="httpx,raw",
+        help="load generators for GET /recommend: httpx's async client and/or 'raw', a "
+        "minimal asyncio HTTP/1.1 client that leaves more of the shared cores to the server",
+    )
     args = parser.parse_args()
     store = make_model()
     import dmf
@@ -147,12 +190,17 @@ def main() -> None:
     ready = proc.stderr.readline().strip()
     rows = []
     try:
-        for c in [int(x) for x in args.clients.split(",")]:
-            rps, p50, p99, errors, n = asyncio.run(
-                _recommend_phase(url, users, c, args.seconds, args.max_requests)
-            )
-            rows.append((c, rps, p50, p99, errors, n))
-            print(f"clients={c}: {rps:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms", flush=True)
+        for driver in args.drivers.split(","):
+            for c in [int(x) for x in args.clients.split(",")]:
+                rps, p50, p99, errors, n = asyncio.run(
+                    _recommend_phase(
+                        url, users, c, args.seconds, args.max_requests, driver == "raw"
+                    )
+                )
+                rows.append((driver, c, rps, p50, p99, errors, n))
+                print(f"{driver} clients={c}: {rps:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms",
+                      flush=True)  # fmt: skip
+        metrics = httpx.get(url + "/metrics").text
         e50, e99, stale, n_events = asyncio.run(
             _events_phase(url, users, items, args.seconds, min(args.max_requests, 2000))
         )
@@ -162,15 +210,23 @@ def main() -> None:
     lines = [
         f"Model: implicit ALS rank 64, {len(users):,} users x {len(items):,} items "
         f"(synthetic, ML-20M shape); server: 1 process, {args.shards} shard(s); "
-        f"load generator on the same machine ({os.cpu_count()} cores).",
+        f"load generators on the same machine ({os.cpu_count()} cores).",
         "",
         f"Startup (process start to first /health answer): {startup:.2f} s; server log: {ready}",
         "",
-        "| concurrent clients | requests/s | p50 (ms) | p99 (ms) | requests | errors |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| load generator | concurrent clients | requests/s | p50 (ms) | p99 (ms) | requests "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {c} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {n:,} | {e} |"
-              for c, rps, p50, p99, e, n in rows]  # fmt: skip
+    lines += [f"| {d} | {c} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {n:,} | {e} |"
+              for d, c, rps, p50, p99, e, n in rows]  # fmt: skip
+    wanted = ("dmf_score_batches_total", "dmf_scored_requests_total")
+    batches = {
+        ln.split()[0]: float(ln.split()[1]) for ln in metrics.splitlines() if ln.startswith(wanted)
+    }
+    if batches.get("dmf_score_batches_total"):
+        mean = batches["dmf_scored_requests_total"] / batches["dmf_score_batches_total"]
+        lines += ["", f"Users scored per batch (mean over the GET phases): {mean:.1f}."]
     lines += [
         "",
         f"POST /events (2 items, fsync'ed): p50 {e50:.2f} ms, p99 {e99:.2f} ms over "

@@ -15,7 +15,14 @@ __all__ = ["add_arguments", "is_loopback", "main", "serve"]
 
 
 def is_loopback(host: str) -> bool:
-    """Whether every address ``host`` names is a loopback address."""
+    """Whether every address ``host`` names is a loopback address.
+
+    Examples
+    --------
+    >>> from dmf.server import is_loopback
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
     if host == "localhost":
         return True
     try:
@@ -45,12 +52,39 @@ def serve(
 ) -> None:
     """Serve the model at ``store`` over HTTP until interrupted (see :mod:`dmf.server`).
 
+    Parameters
+    ----------
+    store : str
+        A model store (``model.save`` / ``dmf fit --out``), read as Zarr.
+    host, port : str, int
+        Where to listen; loopback by default. Any other address needs ``token``.
+    state : str, optional
+        Directory of the event log and snapshots (``POST /events`` needs it).
+    token : str, optional
+        Bearer token clients must send.
+    shards : int
+        Item shards scored in parallel threads.
+    snapshot_every : int, optional
+        Fold the log into a new model store after this many events.
+    interactions : str, optional
+        CSV/Parquet of the training ``user, item[, rating]``: left out of a
+        user's recommendations and part of the history events are folded with.
+    titles : str, optional
+        Item titles for the page (MovieLens ``u.item``/``movies.csv`` or ``item,title``).
+    max_k, body_limit : int
+        Largest ``k`` and request body (bytes) accepted.
+
     Raises
     ------
     dmf.ParameterError
         A non-loopback ``host`` without ``token``, or an out-of-range option.
     dmf.StoreError
         The store or the state directory cannot be read.
+
+    Examples
+    --------
+    >>> from dmf.server import serve
+    >>> serve("model.zarr", state="serve-state", port=8000)  # doctest: +SKIP
     """
     try:
         import uvicorn

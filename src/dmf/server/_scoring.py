@@ -26,6 +26,14 @@ def top_k(scores: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np
 
     Highest score first, equal scores by the lower code, as the library ranks.
     ``codes`` label the entries of ``scores`` and must be increasing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dmf.server import top_k
+    >>> codes, scores = top_k(np.array([0.5, 2.0, -np.inf, 2.0, 1.0]), np.arange(5), 3)
+    >>> codes.tolist(), scores.tolist()
+    ([1, 3, 4], [2.0, 2.0, 1.0])
     """
     ok = scores > -np.inf
     if not ok.all():
@@ -45,7 +53,17 @@ def top_k(scores: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np
 def reference_topk(
     items: np.ndarray, user: np.ndarray, k: int, blocked: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Plain reference: score every item, sort all of them, keep the first ``k`` allowed."""
+    """Plain reference: score every item, sort all of them, keep the first ``k`` allowed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dmf.server import reference_topk
+    >>> items = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    >>> codes, _ = reference_topk(items, np.array([1.0, 0.5]), 2, np.array([False, False, True]))
+    >>> codes.tolist()
+    [0, 1]
+    """
     scores = (items.astype(np.float64) @ user.astype(np.float64)).astype(np.float32)
     codes = np.arange(len(scores))
     order = sorted(codes[~blocked], key=lambda c: (-float(scores[c]), int(c)))[:k]
@@ -64,6 +82,18 @@ class Scorer:
         ``(n_items,)`` bool: items that may be recommended at all (seen in training).
     n_shards : int
         Contiguous parts scored in parallel; 1 scores in the calling thread.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dmf.server import Scorer
+    >>> items = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    >>> user, ok = np.ones(4, np.float32), np.ones(100, bool)
+    >>> with Scorer(items, ok, n_shards=3) as sharded, Scorer(items, ok) as one:
+    ...     a = sharded.recommend(user, 5, seen=np.array([7]))[0]
+    ...     b = one.recommend(user, 5, seen=np.array([7]))[0]
+    >>> a.tolist() == b.tolist()
+    True
     """
 
     def __init__(self, items: np.ndarray, allowed: np.ndarray, n_shards: int = 1) -> None:

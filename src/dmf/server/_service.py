@@ -31,7 +31,14 @@ MAX_EVENT_ITEMS = 10_000
 
 
 class ApiError(Exception):
-    """A request the service refuses: ``status`` (4xx) and a message naming the problem."""
+    """A request the service refuses: ``status`` (4xx) and a message naming the problem.
+
+    Examples
+    --------
+    >>> from dmf.server import ApiError
+    >>> ApiError(404, "user 7 is unknown").status
+    404
+    """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -56,6 +63,17 @@ class Service:
         Parts the item rows are cut into and scored on parallel threads.
     max_k : int
         Largest ``k`` a request may ask for.
+    titles : dict, optional
+        ``{item code: title}`` shown with the items.
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.server import Service
+    >>> train = dmf.testing.random_ratings(n_users=20, n_items=15, seed=0)
+    >>> service = Service(dmf.ALS(rank=3, max_iter=2).fit(train))
+    >>> len(service.recommend(user=1, k=4))
+    4
     """
 
     def __init__(
@@ -236,12 +254,6 @@ class Service:
         if (np.diff(codes) == 0).any():
             raise ApiError(422, "items repeats an item id: list each item once")
         return self.fold([(codes, weights)])[0], codes
-
-    def recommend_history(
-        self, codes: np.ndarray, weights: np.ndarray, k: int
-    ) -> list[dict[str, Any]]:
-        vec, seen = self.anonymous(codes, weights)
-        return self.answer(*self.scorer.recommend(vec, k, seen))
 
     def popular(self, k: int) -> list[dict[str, Any]]:
         """Items by training interactions, most first (what a new user starts from)."""

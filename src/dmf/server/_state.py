@@ -54,7 +54,17 @@ def _write_json(path: str, value: Any) -> None:
 
 
 class StateDir:
-    """The state directory of one server (see the module docstring)."""
+    """The state directory of one server (see the module docstring).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dmf.server import StateDir
+    >>> state = StateDir(tempfile.mkdtemp())
+    >>> state.log.replay(after=0), state.log.append({"user": 1, "items": [2], "weights": [1.0]})
+    ([], 1)
+    >>> state.log.close()
+    """
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
@@ -123,7 +133,18 @@ def open_service(
     """Load the model (or the state's latest snapshot) and replay the event log.
 
     Returns the service, the state directory (None without ``state``) and the
-    number of events replayed.
+    number of events replayed. Parameters as in :func:`serve`.
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.server import open_service
+    >>> train = dmf.testing.random_ratings(n_users=20, n_items=15, seed=0)
+    >>> url = dmf.Baseline().fit(train).save("memory://doc/svc.zarr", overwrite=True)
+    >>> service, state, replayed = open_service(url)
+    >>> [row["item"] for row in service.recommend(1, k=2)] == (
+    ...     dmf.load(url).recommend([1], k=2)["item"].tolist())
+    True
     """
     state_dir = StateDir(state) if state is not None else None
     path = store if state_dir is None else state_dir.model_path(store)

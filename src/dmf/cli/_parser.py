@@ -17,7 +17,7 @@ from dmf.cli._commands import (
     _cmd_serve,
     _cmd_similar,
 )
-from dmf.server._run import add_arguments as add_serve_arguments
+from dmf.server._options import add_arguments as add_serve_arguments
 
 __all__ = ["build_parser"]
 

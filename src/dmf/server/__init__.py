@@ -13,12 +13,35 @@ package imports without it. See the serving page of the user guide.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from dmf.server._run import is_loopback, serve
-from dmf.server._scoring import Scorer, reference_topk, top_k
-from dmf.server._service import ApiError, Service
-from dmf.server._state import StateDir, open_service
+if TYPE_CHECKING:
+    from dmf.server._run import is_loopback, serve
+    from dmf.server._scoring import Scorer, reference_topk, top_k
+    from dmf.server._service import ApiError, Service
+    from dmf.server._state import StateDir, open_service
+
+#: Where each public name lives; loaded on first use so the CLI stays cheap to start.
+_LAZY = {
+    "is_loopback": "dmf.server._run",
+    "serve": "dmf.server._run",
+    "Scorer": "dmf.server._scoring",
+    "reference_topk": "dmf.server._scoring",
+    "top_k": "dmf.server._scoring",
+    "ApiError": "dmf.server._service",
+    "Service": "dmf.server._service",
+    "StateDir": "dmf.server._state",
+    "open_service": "dmf.server._state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'dmf.server' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 
 def create_app(

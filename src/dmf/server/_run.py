@@ -11,7 +11,7 @@ import time
 import dmf
 from dmf._errors import check_int
 
-__all__ = ["add_arguments", "is_loopback", "main", "serve"]
+__all__ = ["is_loopback", "main", "serve"]
 
 
 def is_loopback(host: str) -> bool:
@@ -91,7 +91,7 @@ def serve(
         from threadpoolctl import threadpool_limits
     except ImportError as e:  # pragma: no cover - the optional extra is missing
         raise dmf.ParameterError(
-            f"dmf serve needs the 'serve' extra: pip install 'dmf[serve]' ({e})"
+            f"dmf serve needs the 'serve' extra: pip install 'dask-mf[serve]' ({e})"
         ) from e
     from dmf.server._app import create_app
     from dmf.server._state import open_service
@@ -137,29 +137,8 @@ def serve(
             state_dir.log.close()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``dmf serve`` (shared by the CLI and ``python -m dmf.server``)."""
-    parser.add_argument("store", help="model store written by dmf fit / model.save (Zarr)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--state", help="directory for the event log and snapshots")
-    parser.add_argument("--token", help="bearer token clients must send (needed off loopback)")
-    parser.add_argument("--shards", type=int, default=1, help="item shards scored in parallel")
-    parser.add_argument(
-        "--snapshot-every", type=int, help="fold the log into a new store every N events"
-    )
-    parser.add_argument(
-        "--interactions", help="CSV/Parquet of training user,item[,rating]: excluded and folded"
-    )
-    parser.add_argument("--titles", help="CSV with item,title columns shown by the page")
-    parser.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask")
-    parser.add_argument(
-        "--body-limit", type=int, default=1 << 20, help="largest request body in bytes"
-    )
-
-
 def main(args: argparse.Namespace) -> None:
-    """Run :func:`serve` from parsed :func:`add_arguments` options."""
+    """Run :func:`serve` from options parsed by :func:`dmf.server._options.add_arguments`."""
     serve(
         args.store,
         host=args.host,

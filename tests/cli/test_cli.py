@@ -184,7 +184,16 @@ def test_datasets_fetch_and_list(capsys, ml100k_dir):
 
 
 def test_help_has_examples(capsys):
-    commands = ["demo", "fit", "evaluate", "recommend", "info", "datasets", "datasets fetch"]
+    commands = [
+        "demo",
+        "fit",
+        "evaluate",
+        "recommend",
+        "info",
+        "serve",
+        "datasets",
+        "datasets fetch",
+    ]
     for cmd in [["--help"]] + [[*c.split(), "--help"] for c in commands]:
         code, out, _ = _run(capsys, *cmd)
         assert code == 0
@@ -259,3 +268,10 @@ def test_debug_shows_traceback(capsys, tmp_path):
     code, _, err = _run(capsys, "fit", tmp_path / "nope.csv", "--debug")
     assert code == 2
     assert "Traceback" in err and "nope.csv" in err
+
+
+def test_serve_refuses_an_open_address_without_a_token(capsys, tmp_path):
+    code, _, err = _run(capsys, "serve", tmp_path / "model.zarr", "--host", "0.0.0.0")
+    _assert_one_line_error(code, err, "0.0.0.0", "--token")
+    code, _, err = _run(capsys, "serve", tmp_path / "missing.zarr")
+    _assert_one_line_error(code, err, "missing.zarr")

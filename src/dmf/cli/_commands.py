@@ -218,6 +218,13 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from dmf.server._run import main as serve
+
+    serve(args)
+    return 0
+
+
 def _scalar(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 

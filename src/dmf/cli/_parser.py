@@ -14,8 +14,10 @@ from dmf.cli._commands import (
     _cmd_fit,
     _cmd_info,
     _cmd_recommend,
+    _cmd_serve,
     _cmd_similar,
 )
+from dmf.server._options import add_arguments as add_serve_arguments
 
 __all__ = ["build_parser"]
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             "dmf evaluate model.zarr test.csv --metrics rmse,mae",
             "dmf recommend model.zarr --users 1,2 -k 10",
             "dmf info model.zarr",
+            "dmf serve model.zarr --state serve-state/",
             "dmf datasets fetch 100k",
         ),
     )
@@ -240,6 +243,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", required=True, help="comma-separated item ids")
     p.add_argument("-k", type=int, default=10, help="neighbours per item (default: 10)")
     p.set_defaults(func=_cmd_similar)
+
+    # serve
+    p = _command(
+        sub,
+        common,
+        "serve",
+        help="answer recommendation requests over HTTP, folding in new events",
+        description=(
+            "Serve a model store over HTTP/JSON (needs the 'serve' extra): /recommend, "
+            "/events (fsync'ed to a log under --state, folded in before the answer), "
+            "/similar-items, /metrics, /openapi.json and a page to try it at /."
+        ),
+        epilog=_examples(
+            "dmf serve model.zarr --state serve-state/",
+            "dmf serve model.zarr --host 0.0.0.0 --token SECRET --shards 2 --snapshot-every 10000",
+        ),
+    )
+    add_serve_arguments(p)
+    p.set_defaults(func=_cmd_serve)
 
     # datasets
     p = _command(

@@ -80,6 +80,14 @@ def test_save_load_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back.recommend(users, k=4), m.recommend(users, k=4))
 
 
+def test_fold_in_keeps_the_scores():
+    m = dmf.Popular().fit(dmf.from_pandas(_frame(6)))
+    new = pd.DataFrame({"user": [10_000], "item": [m.items_[0]], "rating": [4.0]})
+    folded = m.fold_in(new)
+    got = folded.recommend([10_000], k=3)
+    assert got["score"].tolist() == sorted(m.item_bias_, reverse=True)[:3]
+
+
 def test_bad_input():
     r = dmf.from_pandas(_frame(5))
     with pytest.raises(dmf.RatingsError, match="needs timestamps"):

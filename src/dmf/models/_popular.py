@@ -145,5 +145,9 @@ class Popular(Recommender):
         self._record(self.verbose, iteration=1, n_items=int((scores > 0).sum()))
         return self
 
+    def _fold_in_users(self, csr: Any) -> tuple[None, np.ndarray]:
+        # a folded-in user gets the same scores as everybody: no user bias from the counts
+        return None, np.zeros(len(csr.indptr) - 1, dtype=np.float64)
+
     def _clip(self, pred: np.ndarray) -> np.ndarray:
         return pred  # scores are counts, not ratings: the rating scale does not apply

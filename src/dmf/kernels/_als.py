@@ -6,11 +6,13 @@ Two models, each with an exact (Gram + Cholesky) and a conjugate-gradient path:
   ``f_j = [y_j, 1]`` and targets ``t_j = r_uj - mu - b_j`` over its rated
   columns ``j``, minimising ``sum_j (t_j - f_j . z)^2 + lam ||x_u||^2 + lam_b b_u^2``
   with ``lam = reg * n_u`` (ALS-WR, ``weighted``) or ``reg``;
-- implicit (Hu, Koren, Volinsky 2008): confidence ``c = 1 + alpha r``,
-  preference ``p = [r > 0]``; row ``u`` minimises
-  ``sum_all_j c_uj (p_uj - x_u . y_j)^2 + lam ||x_u||^2`` where unrated columns
-  have ``c = 1, p = 0``, so the Gram is ``YtY + sum_rated (c - 1) y y^T + lam I``
+- implicit (Hu, Koren, Volinsky 2008, with the unobserved weight of Rendle et al.
+  2022): confidence ``c = 1 + alpha r``, preference ``p = [r > 0]``; row ``u``
+  minimises ``sum_rated c_uj (p_uj - x_u . y_j)^2 + a0 sum_unrated (x_u . y_j)^2
+  + lam_u ||x_u||^2``, so the Gram is ``a0 YtY + sum_rated (c - a0) y y^T + lam_u I``
   with ``YtY`` shared by every row (computed once per half-sweep by the caller).
+  ``lam_u`` is ``reg`` (``reg_mode`` 0), ``reg n_u^nu`` (1, ALS-WR) or
+  ``reg (n_u + a0 n_other)^nu`` (2, frequency-scaled as Rendle et al.).
 
 CG runs ``cg_steps`` steps warm-started from the incoming factors without forming
 the Gram (Takacs et al. 2011, as the ``implicit`` library does); Cholesky gathers
@@ -533,29 +535,44 @@ def _explicit_cg(indptr, indices, data, Y, yb, mu, reg, reg_bias, weighted, cg_s
 
 
 def implicit_block(
-    indptr, indices, data, Y, YtY, alpha, reg, weighted, use_cg, cg_steps, nonneg, X, want_loss
-):
+    indptr, indices, data, Y, YtY, alpha, a0, reg, reg_mode, nu, use_cg, cg_steps, nonneg, X,
+    want_loss,
+):  # fmt: skip
     """Solve the implicit-feedback model for every row of one CSR block, in place.
 
-    ``YtY`` is the other side's ``Y^T Y``. ``X`` holds the warm start on entry
-    and the solution on return. Dispatches to the CG or the Gram kernel.
+    ``YtY`` is the other side's ``Y^T Y``; ``a0`` in ``(0, 1]`` the weight of the
+    unrated pairs (so every weight ``c - a0`` of a rated pair is >= 0); ``reg_mode``
+    and ``nu`` choose ``lam_u`` (module docstring). ``X`` holds the warm start on
+    entry and the solution on return. Dispatches to the CG or the Gram kernel.
 
     Returns
     -------
     (loss_rated, reg_term) : float
-        ``sum_rated [c (p - s)^2 - s^2]`` with ``s = x.y`` (0 unless ``want_loss``;
-        the caller adds ``trace(X^T X Y^T Y)`` for the full objective) and
-        ``sum lam ||x||^2``.
+        ``sum_rated [c (p - s)^2 - a0 s^2]`` with ``s = x.y`` (0 unless ``want_loss``;
+        the caller adds ``a0 trace(X^T X Y^T Y)`` for the full objective) and
+        ``sum lam_u ||x_u||^2``.
     """
     if use_cg and not nonneg:
         return _implicit_cg(
-            indptr, indices, data, Y, YtY, alpha, reg, weighted, cg_steps, X, want_loss
+            indptr, indices, data, Y, YtY, alpha, a0, reg, reg_mode, nu, cg_steps, X, want_loss
         )
-    return _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, X, want_loss)
+    return _implicit_gram(
+        indptr, indices, data, Y, YtY, alpha, a0, reg, reg_mode, nu, nonneg, X, want_loss
+    )
+
+
+@njit(nogil=True, cache=False)
+def _row_lam(reg, n, n_other, a0, reg_mode, nu):
+    """The row's penalty: ``reg``, ``reg n^nu`` or ``reg (n + a0 n_other)^nu``."""
+    if reg_mode == 0:
+        return reg
+    if reg_mode == 1:
+        return reg * n**nu
+    return reg * (n + a0 * n_other) ** nu
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
-def _implicit_row_loss(indices, data, lo, n, alpha, Y, x, k):
+def _implicit_row_loss(indices, data, lo, n, alpha, a0, Y, x, k):
     loss = 0.0
     for idx in range(n):
         jj = lo + idx
@@ -565,16 +582,17 @@ def _implicit_row_loss(indices, data, lo, n, alpha, Y, x, k):
         s = 0.0
         for q in range(k):
             s += yj[q] * x[q]
-        loss += c * (pref - s) * (pref - s) - s * s
+        loss += c * (pref - s) * (pref - s) - a0 * s * s
     return loss
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
-def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, X, want_loss):
+def _implicit_gram(indptr, indices, data, Y, YtY, alpha, a0, reg, reg_mode, nu, nonneg, X,
+                   want_loss):  # fmt: skip
     n_rows = indptr.shape[0] - 1
     k = Y.shape[1]
     dt = Y.dtype
-    K = _round_up(k, 4)  # Gram rows sqrt(c - 1) y_j, zero padding; system padded by identity
+    K = _round_up(k, 4)  # Gram rows sqrt(c - a0) y_j, zero padding; system padded by identity
     GT = np.zeros((K, _CHUNK + 8), dt)
     A = np.empty((K, K), dt)
     G = np.empty((_BLAS_ROWS, k), dt)  # short rows: row-major gather + one GEMM
@@ -601,14 +619,14 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
         if n == 0:
             X[u, :] = 0
             continue
-        lam = reg * n if weighted else reg
+        lam = _row_lam(reg, n, Y.shape[0], a0, reg_mode, nu)
         rhs[:] = 0
         if n <= _BLAS_ROWS:
             for idx in range(n):
                 jj = lo + idx
                 j = indices[jj]
                 c = 1 + alpha * data[jj]
-                s = np.sqrt(c - 1)
+                s = np.sqrt(c - a0)
                 for q in range(k):
                     G[idx, q] = s * Y[j, q]
                 if data[jj] > 0:
@@ -623,7 +641,7 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
                 _gather_t(GT, indices, c0, nc, Y)
                 for idx in range(nc):
                     c = 1 + alpha * data[c0 + idx]
-                    sc[idx] = np.sqrt(c - 1)
+                    sc[idx] = np.sqrt(c - a0)
                     wp[idx] = c if data[c0 + idx] > 0 else 0
                 for q in range(k):
                     s = rhs[q]
@@ -635,7 +653,7 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
             S = A
         for a in range(k):
             for q in range(a + 1):
-                M[a, q] = S[a, q] + YtY[a, q]
+                M[a, q] = S[a, q] + a0 * YtY[a, q]
             M[a, a] += lam
         if nonneg:
             for a in range(k):
@@ -654,12 +672,13 @@ def _implicit_gram(indptr, indices, data, Y, YtY, alpha, reg, weighted, nonneg, 
             xx += x[q] * x[q]
         reg_term += lam * xx
         if want_loss:
-            loss += _implicit_row_loss(indices, data, lo, n, alpha, Y, x, k)
+            loss += _implicit_row_loss(indices, data, lo, n, alpha, a0, Y, x, k)
     return loss, reg_term
 
 
 @njit(nogil=True, cache=False, fastmath=_FM)
-def _implicit_cg(indptr, indices, data, Y, YtY, alpha, reg, weighted, cg_steps, X, want_loss):
+def _implicit_cg(indptr, indices, data, Y, YtY, alpha, a0, reg, reg_mode, nu, cg_steps, X,
+                 want_loss):  # fmt: skip
     n_rows = indptr.shape[0] - 1
     k = Y.shape[1]
     dt = Y.dtype
@@ -677,25 +696,25 @@ def _implicit_cg(indptr, indices, data, Y, YtY, alpha, reg, weighted, cg_steps, 
         if n == 0:
             X[u, :] = 0
             continue
-        lam = reg * n if weighted else reg
+        lam = _row_lam(reg, n, Y.shape[0], a0, reg_mode, nu)
         for q in range(k):
             x[q] = X[u, q]
-        # r = b - A x = sum_rated [c p - (c - 1) s] y - YtY x - lam x
+        # r = b - A x = sum_rated [c p - (c - a0) s] y - a0 YtY x - lam x
         for a in range(k):
             s = 0.0
             for q in range(k):
                 s += YtY[a, q] * x[q]
-            r[a] = -s - lam * x[a]
+            r[a] = -a0 * s - lam * x[a]
         for idx in range(n):
             jj = lo + idx
             yj = Y[indices[jj]]
             c = 1 + alpha * data[jj]
-            cw[idx] = c - 1
+            cw[idx] = c - a0
             pref = 1.0 if data[jj] > 0 else 0.0
             s = 0.0
             for q in range(k):
                 s += yj[q] * x[q]
-            coef = c * pref - (c - 1) * s
+            coef = c * pref - (c - a0) * s
             for q in range(k):
                 r[q] += coef * yj[q]
         rs = 0.0
@@ -709,7 +728,7 @@ def _implicit_cg(indptr, indices, data, Y, YtY, alpha, reg, weighted, cg_steps, 
                 s = 0.0
                 for q in range(k):
                     s += YtY[a, q] * p[q]
-                Ap[a] = s + lam * p[a]
+                Ap[a] = a0 * s + lam * p[a]
             for idx in range(n):
                 yj = Y[indices[lo + idx]]
                 s = 0.0
@@ -739,7 +758,7 @@ def _implicit_cg(indptr, indices, data, Y, YtY, alpha, reg, weighted, cg_steps, 
             xx += x[q] * x[q]
         reg_term += lam * xx
         if want_loss:
-            loss += _implicit_row_loss(indices, data, lo, n, alpha, Y, x, k)
+            loss += _implicit_row_loss(indices, data, lo, n, alpha, a0, Y, x, k)
     return loss, reg_term
 
 
@@ -794,6 +813,36 @@ def _reference_implicit(
         lam = reg * M[u].sum() if weighted else reg
         A = Y.T @ (c[:, None] * Y) + lam * np.eye(k)
         X[u] = np.linalg.solve(A, Y.T @ (c * pref))
+    return X
+
+
+def _reference_ials(
+    R: np.ndarray,
+    M: np.ndarray,
+    Y: np.ndarray,
+    alpha: float,
+    a0: float,
+    reg: float,
+    reg_mode: int = 2,
+    nu: float = 1.0,
+) -> np.ndarray:
+    """Dense reference of :func:`implicit_block` with ``a0`` and ``reg_mode``: one ``lstsq`` per row.
+
+    Every column ``j`` weighs ``w_j = c_j`` if rated, ``a0`` if not; the row solves
+    ``min || [sqrt(w) Y; sqrt(lam) I] x - [sqrt(w) p; 0] ||`` as an ordinary least squares.
+    """
+    n, k = R.shape[0], Y.shape[1]
+    Y = Y.astype(np.float64)
+    X = np.zeros((n, k))
+    for u in range(n):
+        n_u = int(M[u].sum())
+        if n_u == 0:
+            continue
+        w = np.sqrt(np.where(M[u], 1 + alpha * R[u], a0))
+        pref = (M[u] & (R[u] > 0)).astype(np.float64)
+        lam = (reg, reg * n_u**nu, reg * (n_u + a0 * Y.shape[0]) ** nu)[reg_mode]
+        A = np.vstack([w[:, None] * Y, np.sqrt(lam) * np.eye(k)])
+        X[u] = np.linalg.lstsq(A, np.r_[w * pref, np.zeros(k)], rcond=None)[0]
     return X
 
 

@@ -8,15 +8,17 @@ import pandas as pd
 import pytest
 
 import dmf
-from dmf.kernels._als import (
-    _reference_explicit,
-    _reference_explicit_objective,
-    _reference_ials,
-    _reference_implicit,
-)
 from dmf.models._als import ALS
 from dmf.serving._foldin import fold_in_users
-from dmf.testing import random_frame, random_ratings, scheduler
+from dmf.testing import (
+    random_frame,
+    random_ratings,
+    reference_explicit,
+    reference_explicit_objective,
+    reference_ials,
+    reference_implicit,
+    scheduler,
+)
 
 
 def dense(r: dmf.Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +49,7 @@ def test_explicit_user_half_sweep_equals_lstsq(small, solver, weighted):
     ).fit(small)  # fmt: skip
     R, M = dense(small)
     V = m.item_factors_
-    X, b = _reference_explicit(R, M, V, m.item_bias_, m.global_mean_, 0.1, 0.05, weighted)
+    X, b = reference_explicit(R, M, V, m.item_bias_, m.global_mean_, 0.1, 0.05, weighted)
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(m.user_bias_, b, rtol=1e-5, atol=1e-5)
 
@@ -56,7 +58,7 @@ def test_explicit_float32_close_to_float64_reference(small):
     m = ALS(rank=5, max_iter=2, seed=0).fit(small)
     assert m.user_factors_.dtype == np.float32
     R, M = dense(small)
-    X, b = _reference_explicit(
+    X, b = reference_explicit(
         R, M, m.item_factors_.astype(np.float64), m.item_bias_, m.global_mean_, 0.12, 0.03
     )
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-4, atol=1e-5)
@@ -71,7 +73,7 @@ def test_implicit_user_half_sweep_equals_dense_formula(small, solver, weighted):
         weighted_reg=weighted, dtype=np.float64,
     ).fit(small)  # fmt: skip
     R, M = dense(small)
-    X = _reference_implicit(R, M, m.item_factors_, 3.0, 0.5, weighted)
+    X = reference_implicit(R, M, m.item_factors_, 3.0, 0.5, weighted)
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-5, atol=1e-6)
     assert not m.user_bias_.any() and not m.item_bias_.any() and m.global_mean_ == 0.0
 
@@ -79,7 +81,7 @@ def test_implicit_user_half_sweep_equals_dense_formula(small, solver, weighted):
 def test_objective_matches_dense_and_decreases(small):
     m = ALS(rank=6, max_iter=6, dtype=np.float64).fit(small)
     R, M = dense(small)
-    ref = _reference_explicit_objective(
+    ref = reference_explicit_objective(
         R, M, m.user_factors_, m.user_bias_, m.item_factors_, m.item_bias_,
         m.global_mean_, 0.12, 0.03,
     )  # fmt: skip
@@ -106,7 +108,7 @@ def test_implicit_objective_matches_dense(small):
 def test_ials_defaults_objective_matches_dense(small, solver):
     """Defaults: unrated pairs weigh 6 x density, lam_u = reg (n_u + a0 n_items), reg 0.02."""
     m = ALS(rank=4, implicit=True, max_iter=3, solver=solver, dtype=np.float64).fit(small)
-    R, M = dense(small)
+    _, M = dense(small)
     a0 = min(1.0, 6 * M.sum() / M.size)  # capped: this small case is dense
     assert m._solve_config().unobserved_weight == pytest.approx(a0)
     S = m.user_factors_ @ m.item_factors_.T
@@ -122,7 +124,7 @@ def test_ials_user_half_sweep_equals_lstsq(small):
     params = {"unobserved_weight": 0.2, "reg": 0.05, "reg_exponent": 0.8, "alpha": 1.5}
     m = ALS(rank=5, implicit=True, max_iter=2, dtype=np.float64, **params).fit(small)
     R, M = dense(small)
-    X = _reference_ials(R, M, m.item_factors_, 1.5, 0.2, 0.05, 2, 0.8)
+    X = reference_ials(R, M, m.item_factors_, 1.5, 0.2, 0.05, 2, 0.8)
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-6, atol=1e-8)
 
 

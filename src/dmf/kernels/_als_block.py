@@ -1,6 +1,7 @@
 """One ALS block solved: the rows of a CSR block against fixed other-side factors.
 
-Plain NumPy around the numba kernels of :mod:`dmf.kernels._als`, no Dask: the
+Plain NumPy around the numba kernels of :mod:`dmf.kernels._als_explicit` and
+:mod:`dmf.kernels._als_implicit`, no Dask: the
 estimator runs it per block task, fold-in on a handful of new users.
 """
 
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dmf.kernels._als import explicit_block, implicit_block
+from dmf.kernels._als_explicit import explicit_block
+from dmf.kernels._als_implicit import implicit_block
 from dmf.kernels._blas import one_blas_thread
 
 __all__ = ["SolveConfig", "add", "gram_part", "solve_block"]

@@ -251,7 +251,7 @@ class ALS(Iterative, Recommender):
         check_choice("verbose", self.verbose, (False, True))
 
     def _unobserved_weight(self) -> float:
-        """``unobserved_weight``, or its default from the training density (needs the fit's data)."""
+        """``unobserved_weight``, or its default from the training density (fitting only)."""
         if not self.implicit:
             return 1.0
         if self.unobserved_weight is not None:

@@ -4,7 +4,7 @@
 ``new_ratings`` has factors and bias solved from exactly those ratings with the
 item side held fixed:
 
-- factor models (ALS, SGD): the ALS user step (``dmf.models._als.fold_in_users``):
+- factor models (ALS, SGD): the ALS user step (``dmf.serving._foldin.fold_in_users``):
   per user the regularised least-squares problem against the item factors;
 - ``Baseline``: the closed-form user bias
   :math:`b_u = \\sum_{i \\in R(u)} (r_{ui} - \\mu - b_i) / (\\lambda_u + |R(u)|)`.

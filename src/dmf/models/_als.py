@@ -90,19 +90,25 @@ class ALS(Iterative, Recommender):
     not fitted. The bias is regularised like the factors unless ``reg_bias``
     is given.
 
-    **Implicit** (``implicit=True``, Hu, Koren & Volinsky 2008): confidence
+    **Implicit** (``implicit=True``, iALS: Hu, Koren & Volinsky 2008 with the
+    unobserved weight and regularisation of Rendle et al. 2022): confidence
     :math:`c_{ui} = 1 + \alpha r_{ui}`, preference :math:`p_{ui} = [r_{ui} > 0]`,
-    over *all* user-item pairs (unobserved ones have :math:`c = 1, p = 0`):
+    over *all* user-item pairs, the unobserved ones weighted :math:`\alpha_0`:
 
     .. math::
 
-        \sum_{u,i} c_{ui} (p_{ui} - x_u \cdot y_i)^2
+        \sum_{(u,i) \in R} c_{ui} (p_{ui} - x_u \cdot y_i)^2
+        + \alpha_0 \sum_{(u,i) \notin R} (x_u \cdot y_i)^2
         + \lambda \left(\sum_u w_u \|x_u\|^2 + \sum_i w_i \|y_i\|^2\right)
 
-    with :math:`w = 1` by default (as the ``implicit`` library). No biases and
-    no global mean: scores are :math:`x_u \cdot y_i` (predictions are clipped
-    to ``[0, 1]``). The shared :math:`Y^T Y` is one blocked reduction per
-    half-sweep.
+    with :math:`w_u = (n_u + \alpha_0 n_\text{items})^\nu` (frequency-scaled,
+    ``weighted_reg=None``), :math:`n_u^\nu` (``True``) or 1 (``False``). The
+    defaults are tuned for top-N ranking (see the ALS guide): every interaction
+    counts the same (:math:`\alpha = 0`), :math:`\alpha_0` is 6 times the
+    training density (at most 1), :math:`\lambda = 0.02`, :math:`\nu = 1`,
+    initial factors of standard deviation :math:`0.1/\sqrt{d}`. No biases and no
+    global mean: scores are :math:`x_u \cdot y_i` (predictions are clipped to
+    ``[0, 1]``). The shared :math:`Y^T Y` is one blocked reduction per half-sweep.
 
     Solvers: ``"cholesky"`` forms each row's Gram matrix and solves it exactly;
     ``"cg"`` runs ``cg_steps`` conjugate-gradient steps warm-started from the
@@ -118,10 +124,10 @@ class ALS(Iterative, Recommender):
     ----------
     rank : int
         Number of latent factors (>= 1).
-    reg : float
-        :math:`\lambda` (>= 0). The defaults (rank 64, ``reg`` 0.12, ``reg_bias``
-        0.03, 15 iterations, ALS-WR) reach test RMSE 0.923 on MovieLens 100K u1;
-        ``reg`` matters more than ``rank`` (0.1 or 0.15 give 0.927).
+    reg : float or None
+        :math:`\lambda` (>= 0); ``None``: 0.12 explicit, 0.02 implicit. The
+        explicit defaults (rank 64, ``reg`` 0.12, ``reg_bias`` 0.03, 15
+        iterations, ALS-WR) reach test RMSE 0.923 on MovieLens 100K u1.
     reg_bias : float or None
         :math:`\lambda_b` (>= 0) for the biases; ``None`` uses ``reg``. Biases
         are low-variance, so they take a lighter penalty than the factors
@@ -134,17 +140,27 @@ class ALS(Iterative, Recommender):
     implicit : bool
         Fit the implicit-feedback model (ratings must be >= 0).
     alpha : float
-        Confidence scale :math:`\alpha` (>= 0) of the implicit model.
+        Confidence scale :math:`\alpha` (>= 0) of the implicit model; 0 (default)
+        treats every interaction alike, whatever its value.
+    unobserved_weight : float or None
+        :math:`\alpha_0` in ``(0, 1]``, the weight of the unobserved pairs of the
+        implicit model; ``None``: 6 times the training density, at most 1.
+        ``1`` with ``weighted_reg=False`` is the model of Hu et al. (and of the
+        ``implicit`` library).
+    reg_exponent : float
+        :math:`\nu` (>= 0) of the implicit model's row weights.
     weighted_reg : bool or None
-        Weight :math:`\lambda` by each row's rating count (ALS-WR). ``None``
-        (default): weighted for explicit, plain for implicit feedback.
+        Explicit: weight :math:`\lambda` by each row's rating count (ALS-WR,
+        ``None`` or ``True``) or not. Implicit: ``None`` frequency-scaled, ``True``
+        count-weighted, ``False`` plain (see above).
     nonnegative : bool
         Non-negative factors.
     tol : float
         Stop early when the objective changes by less than ``tol`` relative to
         its previous value (>= 0; 0 runs all ``max_iter`` iterations).
-    init_scale : float
-        Standard deviation of the random initial factors (> 0).
+    init_scale : float or None
+        Standard deviation of the random initial factors (> 0); ``None``: 0.1
+        explicit, :math:`0.1/\sqrt{\text{rank}}` implicit.
     dtype : numpy float dtype
         ``numpy.float32`` (default) or ``numpy.float64`` factors.
     seed : int

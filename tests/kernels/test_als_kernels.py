@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmf.kernels._als import (
+from dmf.kernels._als_explicit import explicit_block
+from dmf.kernels._als_implicit import implicit_block
+from dmf.kernels._als_linalg import (
     _BLAS_ROWS,
     _CHUNK,
     _chol_lower,
@@ -18,12 +20,9 @@ from dmf.kernels._als import (
     _gather_t,
     _gram_blas,
     _gram_lower,
-    _reference_explicit,
-    _reference_implicit,
     _round_up,
-    explicit_block,
-    implicit_block,
 )
+from dmf.testing import reference_explicit, reference_ials, reference_implicit
 
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -139,7 +138,7 @@ def test_explicit_cholesky_rows_longer_than_a_chunk(dt, weighted, counts):
         indptr, indices, data, Y, yb, dt(3.2), dt(0.1), dt(0.05), weighted, False, 1, False,
         X, b, True,
     )  # fmt: skip
-    Xr, br = _reference_explicit(R, Mask, Y.astype(np.float64), yb, 3.2, 0.1, 0.05, weighted)
+    Xr, br = reference_explicit(R, Mask, Y.astype(np.float64), yb, 3.2, 0.1, 0.05, weighted)
     tol = 2e-4 if dt is np.float32 else 1e-9
     np.testing.assert_allclose(X, Xr, rtol=tol, atol=tol)
     np.testing.assert_allclose(b, br, rtol=tol, atol=tol)
@@ -158,10 +157,10 @@ def test_implicit_cholesky_rows_longer_than_a_chunk(dt, counts):
     X = np.zeros((len(indptr) - 1, Y.shape[1]), dt)
     YtY = Y.astype(np.float64).T @ Y.astype(np.float64)
     implicit_block(
-        indptr, indices, data, Y, YtY.astype(dt), dt(2.0), dt(0.3), False, False, 1, False, X,
-        False,
+        indptr, indices, data, Y, YtY.astype(dt), dt(2.0), dt(1.0), dt(0.3), 0, dt(1.0), False,
+        1, False, X, False,
     )  # fmt: skip
-    Xr = _reference_implicit(R, Mask, Y.astype(np.float64), 2.0, 0.3)
+    Xr = reference_implicit(R, Mask, Y.astype(np.float64), 2.0, 0.3)
     tol = 5e-4 if dt is np.float32 else 1e-9
     np.testing.assert_allclose(X, Xr, rtol=tol, atol=tol)
 
@@ -175,3 +174,27 @@ def test_gram_blas_equals_numpy(dt, n):
     _gram_blas(G, n, C, np.empty(3, np.int32), np.array([1, 0], dt), np.frombuffer(b"NT", np.uint8))
     ref = G[:n, :7].astype(np.float64).T @ G[:n, :7].astype(np.float64)
     np.testing.assert_allclose(C, ref, rtol=0, atol=RTOL[dt] * max(1.0, n) * 10)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize(
+    ("a0", "reg_mode", "nu"), [(0.1, 2, 1.0), (0.35, 2, 0.7), (1.0, 1, 1.0), (0.05, 0, 1.0)]
+)
+def test_implicit_unobserved_weight_and_frequency_reg_equal_lstsq(dt, solver, a0, reg_mode, nu):
+    """The iALS row solve: unrated pairs weigh ``a0``, ``lam_u = reg (n_u + a0 n)^nu``."""
+    indptr, indices, data, Y, _, R, Mask = _long_rows(dt, k=6, seed=3, counts=EDGE)
+    data = (data > 2.5).astype(np.float32) * data  # some zero-preference ratings
+    R = np.zeros_like(R)
+    R[Mask] = data
+    X = np.zeros((len(indptr) - 1, Y.shape[1]), dt)
+    YtY = Y.astype(np.float64).T @ Y.astype(np.float64)
+    cg = solver == "cg"
+    implicit_block(
+        indptr, indices, data, Y, YtY.astype(dt), dt(0.5), dt(a0), dt(0.01), reg_mode, dt(nu), cg,
+        60, False, X, False,
+    )  # fmt: skip
+    Xr = reference_ials(R, Mask, Y.astype(np.float64), 0.5, a0, 0.01, reg_mode, nu)
+    tol = 2e-3 if dt is np.float32 else (1e-6 if cg else 1e-9)
+    scale = np.abs(Xr).max()
+    np.testing.assert_allclose(X / scale, Xr / scale, rtol=tol, atol=tol)

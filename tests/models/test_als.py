@@ -8,14 +8,17 @@ import pandas as pd
 import pytest
 
 import dmf
-from dmf.kernels._als import (
-    _reference_explicit,
-    _reference_explicit_objective,
-    _reference_implicit,
-)
 from dmf.models._als import ALS
 from dmf.serving._foldin import fold_in_users
-from dmf.testing import random_frame, random_ratings, scheduler
+from dmf.testing import (
+    random_frame,
+    random_ratings,
+    reference_explicit,
+    reference_explicit_objective,
+    reference_ials,
+    reference_implicit,
+    scheduler,
+)
 
 
 def dense(r: dmf.Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +49,7 @@ def test_explicit_user_half_sweep_equals_lstsq(small, solver, weighted):
     ).fit(small)  # fmt: skip
     R, M = dense(small)
     V = m.item_factors_
-    X, b = _reference_explicit(R, M, V, m.item_bias_, m.global_mean_, 0.1, 0.05, weighted)
+    X, b = reference_explicit(R, M, V, m.item_bias_, m.global_mean_, 0.1, 0.05, weighted)
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(m.user_bias_, b, rtol=1e-5, atol=1e-5)
 
@@ -55,7 +58,7 @@ def test_explicit_float32_close_to_float64_reference(small):
     m = ALS(rank=5, max_iter=2, seed=0).fit(small)
     assert m.user_factors_.dtype == np.float32
     R, M = dense(small)
-    X, b = _reference_explicit(
+    X, b = reference_explicit(
         R, M, m.item_factors_.astype(np.float64), m.item_bias_, m.global_mean_, 0.12, 0.03
     )
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-4, atol=1e-5)
@@ -70,7 +73,7 @@ def test_implicit_user_half_sweep_equals_dense_formula(small, solver, weighted):
         weighted_reg=weighted, dtype=np.float64,
     ).fit(small)  # fmt: skip
     R, M = dense(small)
-    X = _reference_implicit(R, M, m.item_factors_, 3.0, 0.5, weighted)
+    X = reference_implicit(R, M, m.item_factors_, 3.0, 0.5, weighted)
     np.testing.assert_allclose(m.user_factors_, X, rtol=1e-5, atol=1e-6)
     assert not m.user_bias_.any() and not m.item_bias_.any() and m.global_mean_ == 0.0
 
@@ -78,7 +81,7 @@ def test_implicit_user_half_sweep_equals_dense_formula(small, solver, weighted):
 def test_objective_matches_dense_and_decreases(small):
     m = ALS(rank=6, max_iter=6, dtype=np.float64).fit(small)
     R, M = dense(small)
-    ref = _reference_explicit_objective(
+    ref = reference_explicit_objective(
         R, M, m.user_factors_, m.user_bias_, m.item_factors_, m.item_bias_,
         m.global_mean_, 0.12, 0.03,
     )  # fmt: skip
@@ -89,13 +92,40 @@ def test_objective_matches_dense_and_decreases(small):
 
 
 def test_implicit_objective_matches_dense(small):
-    m = ALS(rank=4, reg=0.3, implicit=True, alpha=2.0, max_iter=3, dtype=np.float64).fit(small)
+    m = ALS(
+        rank=4, reg=0.3, implicit=True, alpha=2.0, unobserved_weight=1.0, weighted_reg=False,
+        max_iter=3, dtype=np.float64,
+    ).fit(small)  # fmt: skip
     R, M = dense(small)
     C = np.where(M, 1 + 2.0 * R, 1.0)
     P = (M & (R > 0)).astype(float)
     S = m.user_factors_ @ m.item_factors_.T
     ref = (C * (P - S) ** 2).sum() + 0.3 * ((m.user_factors_**2).sum() + (m.item_factors_**2).sum())
     assert m.history["objective"].iloc[-1] == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_ials_defaults_objective_matches_dense(small, solver):
+    """Defaults: unrated pairs weigh 6 x density, lam_u = reg (n_u + a0 n_items), reg 0.02."""
+    m = ALS(rank=4, implicit=True, max_iter=3, solver=solver, dtype=np.float64).fit(small)
+    _, M = dense(small)
+    a0 = min(1.0, 6 * M.sum() / M.size)  # capped: this small case is dense
+    assert m._solve_config().unobserved_weight == pytest.approx(a0)
+    S = m.user_factors_ @ m.item_factors_.T
+    loss = (np.where(M, 1.0, a0) * (M - S) ** 2).sum()
+    lam_u = 0.02 * (M.sum(1) + a0 * M.shape[1])
+    lam_i = 0.02 * (M.sum(0) + a0 * M.shape[0])
+    regs = (lam_u * (m.user_factors_**2).sum(1)).sum() + (lam_i * (m.item_factors_**2).sum(1)).sum()
+    assert m.history["objective"].iloc[-1] == pytest.approx(loss + regs, rel=1e-6)
+    assert (np.diff(m.history["objective"]) <= 1e-9 * m.history["objective"].iloc[0]).all()
+
+
+def test_ials_user_half_sweep_equals_lstsq(small):
+    params = {"unobserved_weight": 0.2, "reg": 0.05, "reg_exponent": 0.8, "alpha": 1.5}
+    m = ALS(rank=5, implicit=True, max_iter=2, dtype=np.float64, **params).fit(small)
+    R, M = dense(small)
+    X = reference_ials(R, M, m.item_factors_, 1.5, 0.2, 0.05, 2, 0.8)
+    np.testing.assert_allclose(m.user_factors_, X, rtol=1e-6, atol=1e-8)
 
 
 def test_cg_and_cholesky_reach_same_objective(small):
@@ -227,17 +257,21 @@ BAD = [
     ({"dtype": np.int32}, "dtype"),
     ({"dtype": "float16"}, "dtype"),
     ({"seed": -1}, "seed"),
+    ({"unobserved_weight": 0.0}, "unobserved_weight"),
+    ({"unobserved_weight": 1.5}, "unobserved_weight"),
+    ({"reg_exponent": -1.0}, "reg_exponent"),
+    ({"reg": -0.1}, "reg"),
 ]
 
 
 @pytest.mark.parametrize(("params", "name"), BAD)
 def test_bad_parameters_raise_before_work(small, params, name, monkeypatch):
-    import dmf.models._als as als
+    from dmf.engine import Engine
 
     def no_work(*a, **k):  # any Dask work means validation came too late
         raise AssertionError("work started before validation")
 
-    monkeypatch.setattr(als, "persist", no_work)
+    monkeypatch.setattr(Engine, "persist", no_work)
     with pytest.raises(dmf.ParameterError, match=rf"{name}=.*must be"):
         ALS(**params).fit(small)
 
@@ -266,6 +300,9 @@ def test_implicit_refuses_negative_confidences():
     with pytest.raises(dmf.RatingsError, match=r"2 negative value\(s\)"):
         ALS(implicit=True).fit(r)
     ALS(rank=2, max_iter=1).fit(r)  # explicit ratings may be negative
+    df.loc[[3, 7], "rating"] = np.nan  # NaN never reaches a fit: Ratings refuse it
+    with pytest.raises(dmf.RatingsError, match="NaN"):
+        ALS(implicit=True).fit(dmf.from_pandas(df))
 
 
 # ------------------------------------------------------------- Dask execution
@@ -344,7 +381,10 @@ def test_ml100k_implicit_beats_popularity(u1_frames):
     pos = base[base.rating >= 4].assign(rating=1.0)
     train = dmf.from_pandas(pos[["user", "item", "rating"]])
     # alpha 40 (the paper's) over-trusts the few positives of ML-100K; 2 works far better.
-    model = dmf.fit(train, method="als", implicit=True, alpha=2.0, rank=32, reg=1.0, solver="cg")
+    model = dmf.fit(
+        train, method="als", implicit=True, alpha=2.0, rank=32, reg=1.0, solver="cg",
+        unobserved_weight=1.0, weighted_reg=False,
+    )  # fmt: skip
     u = train.user_codes(test.user.to_numpy())
     i = train.item_codes(test.item.to_numpy())
     keep = (test.rating.to_numpy() >= 4) & (u >= 0) & (i >= 0)
@@ -364,3 +404,20 @@ def test_blas_threads_are_restored_after_fit(small):
     before = [i["num_threads"] for i in threadpool_info()]
     ALS(rank=3, max_iter=1).fit(small)
     assert [i["num_threads"] for i in threadpool_info()] == before
+
+
+@pytest.mark.slow
+def test_ml100k_u1_implicit_defaults_reach_0330(u1_frames):
+    """Every u1.base rating an interaction, relevant = test rating >= 4, training items masked."""
+    base, test = u1_frames
+    train = dmf.from_pandas(base[["user", "item", "rating"]])
+    model = dmf.fit(train, method="als", implicit=True)
+    u = train.user_codes(test.user.to_numpy())
+    i = train.item_codes(test.item.to_numpy())
+    keep = (test.rating.to_numpy() >= 4) & (u >= 0) & (i >= 0)
+    test_mask = np.zeros(train.shape, dtype=bool)
+    test_mask[u[keep], i[keep]] = True
+    _, train_mask = dense(train)
+    scores = model.user_factors_ @ model.item_factors_.T
+    p_als = precision_at_k(scores, train_mask, test_mask, 10)
+    assert p_als >= 0.330, p_als

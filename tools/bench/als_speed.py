@@ -44,7 +44,7 @@ def gemm_gflops(n: int = 3072, reps: int = 3) -> float:
 def gram_loop_seconds(csrs, V, threads: int) -> float:
     """Wall time of the Cholesky kernel's Gram loop over all user blocks.
 
-    Built from the kernel's own pieces (``dmf.kernels._als``), with its switch:
+    Built from the kernel's own pieces (``dmf.kernels._als_linalg``), with its switch:
     a row of at most ``_BLAS_ROWS`` ratings is gathered row-major with its
     bias and target columns and multiplied by one BLAS GEMM call; a longer one
     is gathered transposed in chunks and goes through the register-tiled
@@ -53,7 +53,7 @@ def gram_loop_seconds(csrs, V, threads: int) -> float:
     """
     from numba import njit
 
-    from dmf.kernels._als import (
+    from dmf.kernels._als_linalg import (
         _BLAS_ROWS,
         _CHUNK,
         _gather_t,
@@ -122,14 +122,14 @@ def _best_wall(run, csrs, threads: int, reps: int = 3) -> float:
 
 
 def _blas_rows() -> int:
-    from dmf.kernels._als import _BLAS_ROWS
+    from dmf.kernels._als_linalg import _BLAS_ROWS
 
     return _BLAS_ROWS
 
 
 def kernel_seconds(csrs, V, threads: int) -> float:
     """Wall time of the real Cholesky kernel (gather, Gram, solve) over all user blocks."""
-    from dmf.kernels._als import explicit_block
+    from dmf.kernels._als_explicit import explicit_block
     from dmf.kernels._blas import one_blas_thread as _one_blas_thread
 
     dt = V.dtype.type

@@ -217,9 +217,11 @@ def child_dmf(task: str, params: dict[str, Any], train_p: str, test_p: str) -> d
         p = dict(params)
         make = lambda: dmf.SGD(reg_bias=p["reg"], seed=0, **p)  # noqa: E731
     else:
+        # the implicit library's model (Hu et al.), not dmf's top-N defaults
         make = lambda: dmf.ALS(  # noqa: E731
-            implicit=True, solver="cg", cg_steps=3, weighted_reg=False, seed=0, **params
-        )
+            implicit=True, solver="cg", cg_steps=3, weighted_reg=False, seed=0,
+            unobserved_weight=1.0, init_scale=0.1, **params,
+        )  # fmt: skip
     warm = make().set_params(**{k: 1 for k in ("max_iter", "n_epochs", "n_iter") if k in params})
     warm.fit(tiny)  # compile the kernels: a once-per-process cost, not the fit's
     startup = time.perf_counter() - t0

@@ -1,22 +1,22 @@
-"""Alternating least squares on Dask: explicit (biased, ALS-WR) and implicit feedback.
+"""Alternating least squares: explicit (biased, ALS-WR) and implicit feedback (iALS).
 
 One iteration is two half-sweeps: items against the fixed users, then users
 against the fixed items (Spark's order). A half-sweep is one ``als-solve-items``
-/ ``als-solve-users`` task per CSR block (built and persisted once per fit);
-each task receives its block, the whole other-side factor matrix (one
-``dask.delayed`` object per half-sweep, so a worker fetches it once) and,
-for implicit feedback, the shared Gram ``YᵀY`` (an ``als-gram`` blocked
-reduction). The driver gathers the new factors and checks them before the
-next half-sweep: the graph never grows across iterations. Small fits with no
-Client (:func:`dmf.engine._compute.in_process`) call the same block function on the
-same blocks from threads here instead, with no graph. The numerical work is
-in :mod:`dmf.kernels._als`.
+/ ``als-solve-users`` block call per CSR block (built and persisted once per
+fit), stated once against the :class:`~dmf.engine.Engine`: each call gets its
+block, the whole other-side factor matrix (shared, so a worker fetches it once)
+and, for implicit feedback, the shared Gram ``YᵀY`` (an ``als-gram`` blocked
+reduction). The new factors are gathered and checked before the next
+half-sweep, so no graph grows across iterations. Fit, validation, history and
+checkpoints are the shared training loop's (:mod:`dmf.models._training`); the
+numerical work is :func:`dmf.kernels._als_block.solve_block`.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -24,7 +24,6 @@ import numpy as np
 
 from dmf._errors import (
     ConvergenceError,
-    ParameterError,
     RatingsError,
     check_choice,
     check_float,
@@ -32,30 +31,47 @@ from dmf._errors import (
     check_param,
     first_rows,
 )
-from dmf.data._ratings import Ratings, check_ratings
-from dmf.engine._compute import in_process, key, persist, reduce_local, thread_map, tree_reduce
-from dmf.evaluation._metrics import evaluate, to_ratings
-from dmf.kernels._als_block import add, gram_part, solve_block
+from dmf.data._ratings import Ratings
+from dmf.engine import Engine
+from dmf.kernels._als_block import SolveConfig, add, gram_part, solve_block
 from dmf.models._recommender import Recommender
-from dmf.store._checkpoint import load_checkpoint, save_checkpoint
+from dmf.models._training import FitArgs, Iterative, train
 
 __all__ = ["ALS"]
 
 SOLVERS = ("cholesky", "cg")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Defaults of the implicit model, chosen on validation folds (docs/als.md): the
+# unobserved weight is this multiple of the training density, capped at 1.
+IMPLICIT_REG = 0.02
+EXPLICIT_REG = 0.12
+UNOBSERVED_PER_DENSITY = 6.0
+INIT_SIGMA = 0.1
 
 
-def _negatives(block: Any) -> tuple[int, list[tuple[int, int, float]]]:
-    neg = np.flatnonzero(block.data < 0)
+def _bad_confidences(block: Any) -> tuple[int, list[tuple[int, int, float]]]:
+    bad = np.flatnonzero(~(block.data >= 0))  # negative or NaN
     rows = [
         (int(block.rows[j]) + block.start, int(block.cols[j]), float(block.data[j]))
-        for j in neg[:5]
+        for j in bad[:5]
     ]
-    return int(neg.size), rows
+    return int(bad.size), rows
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side of the factorisation: its name, CSR blocks and block edges."""
+
+    name: str
+    csrs: list[Any]
+    edges: np.ndarray
+
+    def slices(self, X: np.ndarray) -> list[np.ndarray]:
+        return [X[a:b] for a, b in itertools.pairwise(self.edges)]
 
 
 # ----------------------------------------------------------------- estimator
-class ALS(Recommender):
+class ALS(Iterative, Recommender):
     r"""Matrix factorisation by alternating least squares, explicit or implicit feedback.
 
     **Explicit** (default): :math:`\hat r_{ui} = \mu + b_u + b_i + x_u \cdot y_i`,
@@ -74,19 +90,25 @@ class ALS(Recommender):
     not fitted. The bias is regularised like the factors unless ``reg_bias``
     is given.
 
-    **Implicit** (``implicit=True``, Hu, Koren & Volinsky 2008): confidence
+    **Implicit** (``implicit=True``, iALS: Hu, Koren & Volinsky 2008 with the
+    unobserved weight and regularisation of Rendle et al. 2022): confidence
     :math:`c_{ui} = 1 + \alpha r_{ui}`, preference :math:`p_{ui} = [r_{ui} > 0]`,
-    over *all* user-item pairs (unobserved ones have :math:`c = 1, p = 0`):
+    over *all* user-item pairs, the unobserved ones weighted :math:`\alpha_0`:
 
     .. math::
 
-        \sum_{u,i} c_{ui} (p_{ui} - x_u \cdot y_i)^2
+        \sum_{(u,i) \in R} c_{ui} (p_{ui} - x_u \cdot y_i)^2
+        + \alpha_0 \sum_{(u,i) \notin R} (x_u \cdot y_i)^2
         + \lambda \left(\sum_u w_u \|x_u\|^2 + \sum_i w_i \|y_i\|^2\right)
 
-    with :math:`w = 1` by default (as the ``implicit`` library). No biases and
-    no global mean: scores are :math:`x_u \cdot y_i` (predictions are clipped
-    to ``[0, 1]``). The shared :math:`Y^T Y` is one blocked reduction per
-    half-sweep.
+    with :math:`w_u = (n_u + \alpha_0 n_\text{items})^\nu` (frequency-scaled,
+    ``weighted_reg=None``), :math:`n_u^\nu` (``True``) or 1 (``False``). The
+    defaults are tuned for top-N ranking (see the ALS guide): every interaction
+    counts the same (:math:`\alpha = 0`), :math:`\alpha_0` is 6 times the
+    training density (at most 1), :math:`\lambda = 0.02`, :math:`\nu = 1`,
+    initial factors of standard deviation :math:`0.1/\sqrt{d}`. No biases and no
+    global mean: scores are :math:`x_u \cdot y_i` (predictions are clipped to
+    ``[0, 1]``). The shared :math:`Y^T Y` is one blocked reduction per half-sweep.
 
     Solvers: ``"cholesky"`` forms each row's Gram matrix and solves it exactly;
     ``"cg"`` runs ``cg_steps`` conjugate-gradient steps warm-started from the
@@ -102,10 +124,10 @@ class ALS(Recommender):
     ----------
     rank : int
         Number of latent factors (>= 1).
-    reg : float
-        :math:`\lambda` (>= 0). The defaults (rank 64, ``reg`` 0.12, ``reg_bias``
-        0.03, 15 iterations, ALS-WR) reach test RMSE 0.923 on MovieLens 100K u1;
-        ``reg`` matters more than ``rank`` (0.1 or 0.15 give 0.927).
+    reg : float or None
+        :math:`\lambda` (>= 0); ``None``: 0.12 explicit, 0.02 implicit. The
+        explicit defaults (rank 64, ``reg`` 0.12, ``reg_bias`` 0.03, 15
+        iterations, ALS-WR) reach test RMSE 0.923 on MovieLens 100K u1.
     reg_bias : float or None
         :math:`\lambda_b` (>= 0) for the biases; ``None`` uses ``reg``. Biases
         are low-variance, so they take a lighter penalty than the factors
@@ -118,17 +140,27 @@ class ALS(Recommender):
     implicit : bool
         Fit the implicit-feedback model (ratings must be >= 0).
     alpha : float
-        Confidence scale :math:`\alpha` (>= 0) of the implicit model.
+        Confidence scale :math:`\alpha` (>= 0) of the implicit model; 0 (default)
+        treats every interaction alike, whatever its value.
+    unobserved_weight : float or None
+        :math:`\alpha_0` in ``(0, 1]``, the weight of the unobserved pairs of the
+        implicit model; ``None``: 6 times the training density, at most 1.
+        ``1`` with ``weighted_reg=False`` is the model of Hu et al. (and of the
+        ``implicit`` library).
+    reg_exponent : float
+        :math:`\nu` (>= 0) of the implicit model's row weights.
     weighted_reg : bool or None
-        Weight :math:`\lambda` by each row's rating count (ALS-WR). ``None``
-        (default): weighted for explicit, plain for implicit feedback.
+        Explicit: weight :math:`\lambda` by each row's rating count (ALS-WR,
+        ``None`` or ``True``) or not. Implicit: ``None`` frequency-scaled, ``True``
+        count-weighted, ``False`` plain (see above).
     nonnegative : bool
         Non-negative factors.
     tol : float
         Stop early when the objective changes by less than ``tol`` relative to
         its previous value (>= 0; 0 runs all ``max_iter`` iterations).
-    init_scale : float
-        Standard deviation of the random initial factors (> 0).
+    init_scale : float or None
+        Standard deviation of the random initial factors (> 0); ``None``: 0.1
+        explicit, :math:`0.1/\sqrt{\text{rank}}` implicit.
     dtype : numpy float dtype
         ``numpy.float32`` (default) or ``numpy.float64`` factors.
     seed : int
@@ -166,17 +198,19 @@ class ALS(Recommender):
     def __init__(
         self,
         rank: int = 64,
-        reg: float = 0.12,
+        reg: float | None = None,
         reg_bias: float | None = 0.03,
         max_iter: int = 15,
         solver: str = "cholesky",
         cg_steps: int = 3,
         implicit: bool = False,
-        alpha: float = 40.0,
+        alpha: float = 0.0,
+        unobserved_weight: float | None = None,
+        reg_exponent: float = 1.0,
         weighted_reg: bool | None = None,
         nonnegative: bool = False,
         tol: float = 0.0,
-        init_scale: float = 0.1,
+        init_scale: float | None = None,
         dtype: Any = np.float32,
         seed: int = 0,
         verbose: bool = False,
@@ -189,6 +223,8 @@ class ALS(Recommender):
         self.cg_steps = cg_steps
         self.implicit = implicit
         self.alpha = alpha
+        self.unobserved_weight = unobserved_weight
+        self.reg_exponent = reg_exponent
         self.weighted_reg = weighted_reg
         self.nonnegative = nonnegative
         self.tol = tol
@@ -198,16 +234,20 @@ class ALS(Recommender):
         self.verbose = verbose
 
     # ---------------------------------------------------------- parameters
-    def _config(self) -> dict[str, Any]:
-        """Validate every hyper-parameter; the solver settings as a plain dict."""
+    def _validate_params(self) -> None:
         check_int("rank", self.rank, 1)
-        reg = check_float("reg", self.reg, 0.0)
-        reg_bias = reg if self.reg_bias is None else check_float("reg_bias", self.reg_bias, 0.0)
+        if self.reg is not None:
+            check_float("reg", self.reg, 0.0)
+        if self.reg_bias is not None:
+            check_float("reg_bias", self.reg_bias, 0.0)
         check_int("max_iter", self.max_iter, 1)
         check_choice("solver", self.solver, SOLVERS)
         check_int("cg_steps", self.cg_steps, 1)
         check_choice("implicit", self.implicit, (False, True))
-        alpha = check_float("alpha", self.alpha, 0.0)
+        check_float("alpha", self.alpha, 0.0)
+        if self.unobserved_weight is not None:
+            check_float("unobserved_weight", self.unobserved_weight, 0.0, strict=True, high=1.0)
+        check_float("reg_exponent", self.reg_exponent, 0.0)
         check_param(
             "weighted_reg",
             self.weighted_reg,
@@ -216,7 +256,8 @@ class ALS(Recommender):
         )
         check_choice("nonnegative", self.nonnegative, (False, True))
         check_float("tol", self.tol, 0.0)
-        check_float("init_scale", self.init_scale, 0.0, strict=True)
+        if self.init_scale is not None:
+            check_float("init_scale", self.init_scale, 0.0, strict=True)
         try:
             dt = np.dtype(self.dtype)
         except TypeError:
@@ -224,19 +265,41 @@ class ALS(Recommender):
         check_param("dtype", self.dtype, dt in _DTYPES, "numpy.float32 or numpy.float64")
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_choice("verbose", self.verbose, (False, True))
-        weighted = (not self.implicit) if self.weighted_reg is None else self.weighted_reg
-        return {
-            "implicit": bool(self.implicit),
-            "reg": reg,
-            "reg_bias": reg_bias,
-            "alpha": alpha,
-            "weighted": bool(weighted),
-            "cg": self.solver == "cg",
-            "cg_steps": int(self.cg_steps),
-            "nonnegative": bool(self.nonnegative),
-            "dtype": dt,
-            "mu": 0.0,
-        }
+
+    def _unobserved_weight(self) -> float:
+        """``unobserved_weight``, or its default from the training density (fitting only)."""
+        if not self.implicit:
+            return 1.0
+        if self.unobserved_weight is not None:
+            return float(self.unobserved_weight)
+        n_users, n_items = len(self.user_counts_), len(self.item_counts_)
+        density = float(np.sum(self.user_counts_)) / max(n_users * n_items, 1)
+        return min(1.0, UNOBSERVED_PER_DENSITY * density)
+
+    def _solve_config(self) -> SolveConfig:
+        """The block solve's settings, resolved (fitted or fitting models only)."""
+        implicit = bool(self.implicit)
+        reg = float((IMPLICIT_REG if implicit else EXPLICIT_REG) if self.reg is None else self.reg)
+        weighted = self.weighted_reg
+        return SolveConfig(
+            implicit=implicit,
+            reg=reg,
+            reg_bias=reg if self.reg_bias is None else float(self.reg_bias),
+            weighted=True if weighted is None else bool(weighted),
+            alpha=float(self.alpha),
+            unobserved_weight=self._unobserved_weight(),
+            reg_mode=2 if weighted is None else int(bool(weighted)),
+            reg_exponent=float(self.reg_exponent),
+            cg=self.solver == "cg",
+            cg_steps=int(self.cg_steps),
+            nonnegative=bool(self.nonnegative),
+            mu=float(self.global_mean_),
+        )
+
+    def _init_scale(self) -> float:
+        if self.init_scale is not None:
+            return float(self.init_scale)
+        return INIT_SIGMA / np.sqrt(int(self.rank)) if self.implicit else INIT_SIGMA
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -269,7 +332,7 @@ class ALS(Recommender):
         dmf.ParameterError
             A hyper-parameter or argument is out of range (before any work).
         dmf.RatingsError
-            Empty ratings, or negative values for an implicit fit.
+            Empty ratings, or negative or NaN values for an implicit fit.
         dmf.ConvergenceError
             A half-sweep produced NaN or infinite factors (names block and iteration).
 
@@ -282,86 +345,13 @@ class ALS(Recommender):
         >>> model.n_iter_ < 50, "val_rmse" in model.history
         (True, True)
         """
-        cfg = self._config()
-        ratings = check_ratings(ratings)
-        check_int("checkpoint_every", checkpoint_every, 1)
-        check_choice("resume", resume, (False, True))
-        if checkpoint is not None and not isinstance(checkpoint, str):
-            check_param("checkpoint", checkpoint, False, "a path or URL string, or None")
-        if resume and checkpoint is None:
-            raise ParameterError("resume=True needs checkpoint= (the store to resume from)")
-        if validation is not None:
-            validation = to_ratings(validation, name="validation")
-            if validation.nnz == 0:
-                raise RatingsError("validation is empty: 0 ratings")
-        if cfg["implicit"]:
-            self._check_nonnegative(ratings)
+        return train(self, ratings, FitArgs.check(validation, checkpoint, checkpoint_every, resume))
 
-        self._set_training_state(ratings)
-        if cfg["implicit"]:
-            # Scores are preferences x_u . y_i: no mean, no biases; clip to [0, 1].
-            self.global_mean_ = 0.0
-            self.rating_scale_ = (0.0, 1.0)
-        cfg["mu"] = self.global_mean_
-        dt, k = cfg["dtype"], int(self.rank)
-
-        ucsr = ratings.row_csr()
-        icsr = ratings.col_csr(ratings.col_edges(ratings.n_blocks))
-        # Small data, no Client: the blocks as values, solved on threads here (no graphs).
-        local = in_process(ratings.nnz)
-        ucsr, icsr = dask.compute(ucsr, icsr) if local else persist(ucsr, icsr)
-        uedges = np.asarray(ratings.row_edges, np.int64)
-        iedges = np.asarray(ratings.col_edges(ratings.n_blocks), np.int64)
-
-        U, bu, V, bi = self._init_state(dt, k)
-        start_it = 0
-        prev_obj = None
-        if resume:
-            loaded = self._load_checkpoint(checkpoint, dt, k)
-            if loaded is not None:
-                start_it, U, bu, V, bi, prev_obj = loaded
-
-        self.n_iter_ = start_it
-        for it in range(start_it, int(self.max_iter)):
-            t0 = time.perf_counter()
-            V, bi, _, reg_i, _ = self._half_sweep(
-                "items", icsr, iedges, V, bi, U, bu, uedges, cfg, it, False, local
-            )
-            U, bu, loss, reg_u, gram_v = self._half_sweep(
-                "users", ucsr, uedges, U, bu, V, bi, iedges, cfg, it, True, local
-            )
-            entry: dict[str, Any] = {"iteration": it + 1}
-            if cfg["implicit"]:
-                uu = U.T.astype(np.float64) @ U.astype(np.float64)
-                obj = loss + float(np.sum(uu * gram_v)) + reg_u + reg_i
-            else:
-                obj = loss + reg_u + reg_i
-            entry["objective"] = float(obj)
-            if not cfg["implicit"]:
-                entry["train_rmse"] = float(np.sqrt(loss / ratings.nnz))
-            self._set_factors(U, bu, V, bi)
-            if validation is not None:
-                entry["val_rmse"] = float(evaluate(self, validation, ["rmse"])["rmse"])
-            entry["seconds"] = time.perf_counter() - t0
-            self._record(self.verbose, **entry)
-            self.n_iter_ = it + 1
-            converged = (
-                prev_obj is not None
-                and self.tol > 0
-                and abs(prev_obj - obj) <= self.tol * max(abs(prev_obj), 1e-300)
-            )
-            prev_obj = obj
-            last = converged or it + 1 == int(self.max_iter)
-            if checkpoint is not None and ((it + 1) % checkpoint_every == 0 or last):
-                self._save_checkpoint(checkpoint, it + 1, U, bu, V, bi, prev_obj)
-            if converged:
-                break
-        self._set_factors(U, bu, V, bi)
-        return self
-
-    # ------------------------------------------------------------- helpers
-    def _check_nonnegative(self, ratings: Ratings) -> None:
-        parts = dask.compute([dask.delayed(_negatives)(b) for b in ratings.blocks])[0]
+    # ------------------------------------------------------- training hooks
+    def _prepare(self, ratings: Ratings, saved: dict[str, Any] | None) -> None:
+        if not self.implicit:
+            return
+        parts = dask.compute([dask.delayed(_bad_confidences)(b) for b in ratings.blocks])[0]
         n = sum(p[0] for p in parts)
         if n:
             rows = [r for p in parts for r in p[1]][:5]
@@ -369,13 +359,77 @@ class ALS(Recommender):
                 f"(user {ratings.users[u]!r}, item {ratings.items[i]!r}, {v:g})" for u, i, v in rows
             ]
             raise RatingsError(
-                f"an implicit fit needs ratings >= 0 (confidence 1 + alpha*r, preference r > 0): "
-                f"{n} negative value(s), first {first_rows(shown)}"
+                "an implicit fit needs ratings >= 0 (confidence 1 + alpha*r, preference r > 0): "
+                f"{n} negative value(s) or NaN, first {first_rows(shown)}"
             )
 
+    def _fingerprint(self) -> dict[str, Any]:
+        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "max_iter")}
+        params["dtype"] = np.dtype(params["dtype"]).name
+        params["tol"] = float(params["tol"])
+        return {"params": params, "train": self.train_info_}
+
+    def _iterations(
+        self, ratings: Ratings, engine: Engine, start: int, saved: Any
+    ) -> Iterator[dict[str, Any]]:
+        if self.implicit:
+            # Scores are preferences x_u . y_i: no mean, no biases; clip to [0, 1].
+            self.global_mean_ = 0.0
+            self.rating_scale_ = (0.0, 1.0)
+        cfg = self._solve_config()
+        iedges = ratings.col_edges(ratings.n_blocks)
+        ucsr, icsr = engine.persist(ratings.row_csr(), ratings.col_csr(iedges))
+        users = _Side("users", list(ucsr), np.asarray(ratings.row_edges, np.int64))
+        items = _Side("items", list(icsr), np.asarray(iedges, np.int64))
+        dt = np.dtype(self.dtype)
+        if saved is None:
+            U, bu, V, bi = self._init_state(dt, int(self.rank))
+        else:
+            arrays, state = saved
+            U, V = arrays["user_factors"].astype(dt), arrays["item_factors"].astype(dt)
+            bu, bi = arrays["user_bias"].astype(dt), arrays["item_bias"].astype(dt)
+            self._prev_objective = state.get("objective")
+        self._state = (U, bu, V, bi, getattr(self, "_prev_objective", None))
+        self.n_iter_ = start
+        for it in range(start, int(self.max_iter)):
+            V, bi, _, reg_i, _ = self._half_sweep(engine, items, users, (V, bi), (U, bu), cfg, it)
+            U, bu, loss, reg_u, gram_v = self._half_sweep(
+                engine, users, items, (U, bu), (V, bi), cfg, it, want_loss=True
+            )
+            entry: dict[str, Any] = {"iteration": it + 1}
+            if cfg.implicit:
+                uu = U.T.astype(np.float64) @ U.astype(np.float64)
+                obj = loss + cfg.unobserved_weight * float(np.sum(uu * gram_v)) + reg_u + reg_i
+            else:
+                obj = loss + reg_u + reg_i
+                entry["train_rmse"] = float(np.sqrt(loss / ratings.nnz))
+            entry["objective"] = float(obj)
+            self._state = (U, bu, V, bi, float(obj))
+            self._publish()
+            self.n_iter_ = it + 1
+            yield entry
+
+    def _publish(self) -> None:
+        U, bu, V, bi, _ = self._state
+        self.user_factors_ = U
+        self.item_factors_ = V
+        self.user_bias_ = bu.astype(np.float32)
+        self.item_bias_ = bi.astype(np.float32)
+
+    def _checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        U, bu, V, bi, obj = self._state
+        arrays = {"user_factors": U, "user_bias": bu, "item_factors": V, "item_bias": bi}
+        return arrays, {"objective": obj}
+
+    def _finish(self) -> None:
+        super()._finish()
+        self._publish()
+        del self._state
+
+    # ------------------------------------------------------------- helpers
     def _init_state(self, dt: np.dtype, k: int) -> tuple[np.ndarray, ...]:
         rng = np.random.default_rng(int(self.seed))
-        scale = float(self.init_scale)
+        scale = self._init_scale()
         U = rng.normal(0.0, scale, (len(self.users_), k)).astype(dt)
         V = rng.normal(0.0, scale, (len(self.items_), k)).astype(dt)
         if self.nonnegative:
@@ -385,154 +439,54 @@ class ALS(Recommender):
         V[self.item_counts_ == 0] = 0
         return U, np.zeros(len(U), dt), V, np.zeros(len(V), dt)
 
-    def _set_factors(self, U: np.ndarray, bu: np.ndarray, V: np.ndarray, bi: np.ndarray) -> None:
-        self.user_factors_ = U
-        self.item_factors_ = V
-        self.user_bias_ = bu.astype(np.float32)
-        self.item_bias_ = bi.astype(np.float32)
-
     def _half_sweep(
         self,
-        side: str,
-        csrs: list[Any],
-        edges: np.ndarray,
-        own: np.ndarray,
-        own_bias: np.ndarray,
-        other: np.ndarray,
-        other_bias: np.ndarray,
-        other_edges: np.ndarray,
-        cfg: dict[str, Any],
+        engine: Engine,
+        side: _Side,
+        other_side: _Side,
+        own: tuple[np.ndarray, np.ndarray],
+        other: tuple[np.ndarray, np.ndarray],
+        cfg: SolveConfig,
         it: int,
-        want_loss: bool,
-        local: bool,
+        want_loss: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
-        """Solve every block of one side; returns new factors, biases, loss, reg term, gram.
-
-        ``local``: ``csrs`` are values, solved by :func:`thread_map` in this
-        process; else lazy blocks, solved as one Dask graph. Same results.
-        """
-        if local:
-            warm = cfg["cg"] or cfg["nonnegative"]
-            gram_value = None
-            if cfg["implicit"]:
-                parts = [
-                    gram_part(other, int(a), int(b)) for a, b in itertools.pairwise(other_edges)
-                ]
-                gram_value = reduce_local(add, parts)
-
-            def solve(j: int) -> tuple[np.ndarray, np.ndarray | None, float, float]:
-                a, b = edges[j], edges[j + 1]
-                w, wb = (own[a:b], own_bias[a:b]) if warm else (None, None)
-                return solve_block(csrs[j], other, other_bias, gram_value, w, wb, cfg, want_loss)
-
-            results = thread_map(solve, range(len(csrs)))
-        else:
-            results, gram_value = self._half_sweep_graph(
-                side, csrs, edges, own, own_bias, other, other_bias, other_edges, cfg, it,
-                want_loss,
-            )  # fmt: skip
-        return self._gather(side, results, edges, own, it, cfg, gram_value)
-
-    def _half_sweep_graph(
-        self,
-        side: str,
-        csrs: list[Any],
-        edges: np.ndarray,
-        own: np.ndarray,
-        own_bias: np.ndarray,
-        other: np.ndarray,
-        other_bias: np.ndarray,
-        other_edges: np.ndarray,
-        cfg: dict[str, Any],
-        it: int,
-        want_loss: bool,
-    ) -> tuple[list[Any], np.ndarray | None]:
-        """One half-sweep as a Dask graph: the blocks' results and the shared gram."""
-        d_other = dask.delayed(other, pure=True)
-        d_obias = dask.delayed(other_bias, pure=True)
+        """Solve every block of ``side``: new factors, biases, loss, reg term and gram."""
+        Y = engine.share(other[0])
         gram = None
-        if cfg["implicit"]:
-            parts = [
-                dask.delayed(gram_part)(
-                    d_other, int(a), int(b), dask_key_name=key(f"als-gram-{side}", d_other.key, a)
-                )
-                for a, b in itertools.pairwise(other_edges)
-            ]
-            gram = tree_reduce(add, parts, f"als-gram-reduce-{side}")
-        warm = cfg["cg"] or cfg["nonnegative"]
-        tasks = []
-        for j, (csr, (a, b)) in enumerate(zip(csrs, itertools.pairwise(edges), strict=True)):
-            w = dask.delayed(own[a:b], pure=True) if warm else None
-            wb = dask.delayed(own_bias[a:b], pure=True) if warm else None
-            name = key(
-                f"als-solve-{side}", csr.key, d_other.key, getattr(w, "key", None), cfg, it, j
+        if cfg.implicit:
+            starts, stops = other_side.edges[:-1].tolist(), other_side.edges[1:].tolist()
+            parts = engine.map(
+                f"als-gram-{side.name}", gram_part, starts, stops, shared=(Y,), token=it
             )
-            task = dask.delayed(solve_block)(
-                csr, d_other, d_obias, gram, w, wb, cfg, want_loss, dask_key_name=name
-            )
-            tasks.append(task)
-        return dask.compute(tasks, gram)
+            gram = engine.reduce(f"als-gram-reduce-{side.name}", add, parts)
+        n = len(side.csrs)
+        warm = cfg.cg or cfg.nonnegative
+        X0 = side.slices(own[0]) if warm else [None] * n
+        b0 = side.slices(own[1]) if warm else [None] * n
+        shared = (Y, engine.share(other[1]), gram, cfg, want_loss)
+        solved = engine.map(
+            f"als-solve-{side.name}", solve_block, side.csrs, X0, b0, shared=shared, token=it
+        )
+        results, gram_value = engine.compute(solved, gram)
+        return (*self._gather(side, results, own[0], it, cfg), gram_value)
 
     def _gather(
-        self,
-        side: str,
-        results: list[Any],
-        edges: np.ndarray,
-        own: np.ndarray,
-        it: int,
-        cfg: dict[str, Any],
-        gram_value: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray | None]:
-        """The blocks' results joined, checked finite: factors, biases, loss, reg term, gram."""
+        self, side: _Side, results: list[Any], own: np.ndarray, it: int, cfg: SolveConfig
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """The blocks' results joined, checked finite: factors, biases, loss, reg term."""
         X = np.concatenate([r[0] for r in results]) if results else own
         for j, r in enumerate(results):
             bad = ~np.isfinite(r[0]).all() or (r[1] is not None and ~np.isfinite(r[1]).all())
             if bad or not np.isfinite(r[2] + r[3]):
-                a, b = int(edges[j]), int(edges[j + 1])
+                a, b = int(side.edges[j]), int(side.edges[j + 1])
                 raise ConvergenceError(
-                    f"ALS produced non-finite {side[:-1]} factors in block {j} "
-                    f"({side} codes {a}..{b - 1}) at iteration {it + 1}: the problem is "
+                    f"ALS produced non-finite {side.name[:-1]} factors in block {j} "
+                    f"({side.name} codes {a}..{b - 1}) at iteration {it + 1}: the problem is "
                     "ill-conditioned or overflows (reg=0? huge ratings or alpha?); "
                     "try a larger reg, a smaller alpha or dtype=numpy.float64"
                 )
-        if cfg["implicit"]:
+        if cfg.implicit:
             bias = np.zeros(len(X), X.dtype)
         else:
             bias = np.concatenate([r[1] for r in results])
-        loss = float(sum(r[2] for r in results))
-        reg_term = float(sum(r[3] for r in results))
-        return X, bias, loss, reg_term, gram_value
-
-    # ---------------------------------------------------------- checkpoints
-    def _fingerprint(self) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "max_iter")}
-        params["dtype"] = np.dtype(params["dtype"]).name
-        params["tol"] = float(params["tol"])
-        return {"params": params, "train": self.train_info_}
-
-    def _save_checkpoint(self, path: str, it: int, U, bu, V, bi, obj) -> None:
-        state = {"history": self.history_, "objective": obj, "model": self._fingerprint()}
-        arrays = {"user_factors": U, "user_bias": bu, "item_factors": V, "item_bias": bi}
-        save_checkpoint(path, it, arrays, state)
-
-    def _load_checkpoint(self, path: str, dt: np.dtype, k: int) -> tuple[Any, ...] | None:
-        loaded = load_checkpoint(path)
-        if loaded is None:
-            return None
-        it, arrays, state = loaded
-        saved = state.get("model")
-        now = self._fingerprint()
-        if saved != now:
-            raise ParameterError(
-                f"checkpoint {path!r} was written by a different fit (parameters or training "
-                f"data differ): saved {saved}, now {now}; use another checkpoint path"
-            )
-        if it > int(self.max_iter):
-            raise ParameterError(
-                f"checkpoint {path!r} is at iteration {it}, beyond max_iter={self.max_iter}"
-            )
-        self.history_ = list(state.get("history", []))
-        U, V = arrays["user_factors"].astype(dt), arrays["item_factors"].astype(dt)
-        bu, bi = arrays["user_bias"].astype(dt), arrays["item_bias"].astype(dt)
-        self._set_factors(U, bu, V, bi)
-        return it, U, bu, V, bi, state.get("objective")
+        return X, bias, float(sum(r[2] for r in results)), float(sum(r[3] for r in results))

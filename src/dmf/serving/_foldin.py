@@ -4,7 +4,7 @@
 ``new_ratings`` has factors and bias solved from exactly those ratings with the
 item side held fixed:
 
-- factor models (ALS, SGD): the ALS user step (``dmf.models._als.fold_in_users``):
+- factor models (ALS, SGD): the ALS user step (``dmf.serving._foldin.fold_in_users``):
   per user the regularised least-squares problem against the item factors;
 - ``Baseline``: the closed-form user bias
   :math:`b_u = \\sum_{i \\in R(u)} (r_{ui} - \\mu - b_i) / (\\lambda_u + |R(u)|)`.
@@ -35,7 +35,7 @@ from dmf.core._protocol import FittedModel
 from dmf.data._blocks import CSR
 from dmf.data._clean import bad_ids
 from dmf.data._ratings import Ratings
-from dmf.kernels._als_block import solve_block
+from dmf.kernels._als_block import SolveConfig, solve_block
 
 __all__ = ["fold_in", "fold_in_users"]
 
@@ -209,29 +209,37 @@ def fold_in_users(model: FittedModel, csr: CSR) -> tuple[np.ndarray, np.ndarray]
             f"fold_in_users: item codes must lie in [0, {V.shape[0]}), got "
             f"{int(indices.min())}..{int(indices.max())}"
         )
+    cfg = _solve_config(model)
+    block = CSR(0, n, V.shape[0], indptr, indices, data)
+    gram = V.T.astype(np.float64) @ V.astype(np.float64) if cfg.implicit else None
+    ibias = np.asarray(model.item_bias_, V.dtype)
+    warm = np.zeros((n, V.shape[1]), V.dtype) if cfg.nonnegative else None
+    X, b, _, _ = solve_block(block, warm, None, V, ibias, gram, cfg, False)
+    if b is None:
+        b = np.zeros(n)
+    return X, b.astype(np.float32)
+
+
+def _solve_config(model: FittedModel) -> SolveConfig:
+    """The model's own solve settings (ALS), else the ALS-WR defaults with its ``reg``."""
+    own = getattr(model, "_solve_config", None)
+    if own is not None:
+        return own()
     implicit = bool(getattr(model, "implicit", False))
     reg = float(getattr(model, "reg", 0.1))
     reg_bias = getattr(model, "reg_bias", None)
     weighted = getattr(model, "weighted_reg", None)
-    cfg = {
-        "implicit": implicit,
-        "reg": reg,
-        "reg_bias": reg if reg_bias is None else float(reg_bias),
-        "alpha": float(getattr(model, "alpha", 0.0)),
-        "weighted": (not implicit) if weighted is None else bool(weighted),
-        "cg": False,
-        "cg_steps": 1,
-        "nonnegative": bool(getattr(model, "nonnegative", False)),
-        "mu": float(model.global_mean_),
-    }
-    block = CSR(0, n, V.shape[0], indptr, indices, data)
-    gram = V.T.astype(np.float64) @ V.astype(np.float64) if implicit else None
-    ibias = np.asarray(model.item_bias_, V.dtype)
-    warm = np.zeros((n, V.shape[1]), V.dtype) if cfg["nonnegative"] else None
-    X, b, _, _ = solve_block(block, V, ibias, gram, warm, None, cfg, False)
-    if b is None:
-        b = np.zeros(n)
-    return X, b.astype(np.float32)
+    weighted = (not implicit) if weighted is None else bool(weighted)
+    return SolveConfig(
+        implicit=implicit,
+        reg=reg,
+        reg_bias=reg if reg_bias is None else float(reg_bias),
+        weighted=weighted,
+        alpha=float(getattr(model, "alpha", 0.0)),
+        reg_mode=int(weighted),
+        nonnegative=bool(getattr(model, "nonnegative", False)),
+        mu=float(model.global_mean_),
+    )
 
 
 def _solver(model: FittedModel) -> Any:

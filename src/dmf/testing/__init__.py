@@ -5,6 +5,8 @@
   current only inside the ``with`` block.
 - :func:`scheduler`: run a block on ``"sync"``, ``"threads"`` or a given client.
 - :func:`random_ratings`: a small random :class:`dmf.Ratings` for numerical tests.
+- :func:`reference_explicit`, :func:`reference_implicit`, :func:`reference_ials`,
+  :func:`reference_explicit_objective`: the slow dense ALS solvers the kernels match.
 """
 
 from __future__ import annotations
@@ -20,8 +22,24 @@ import numpy as np
 import pandas as pd
 
 from dmf.data._io import from_pandas
+from dmf.testing._als_reference import (
+    reference_explicit,
+    reference_explicit_objective,
+    reference_ials,
+    reference_implicit,
+)
 
-__all__ = ["data_home", "local_cluster", "random_frame", "random_ratings", "scheduler"]
+__all__ = [
+    "data_home",
+    "local_cluster",
+    "random_frame",
+    "random_ratings",
+    "reference_explicit",
+    "reference_explicit_objective",
+    "reference_ials",
+    "reference_implicit",
+    "scheduler",
+]
 
 
 def data_home() -> Path | None:

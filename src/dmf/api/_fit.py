@@ -7,7 +7,7 @@ from typing import Any
 
 from dmf._errors import ParameterError
 from dmf.engine._progress import performance_report
-from dmf.models import ALS, SGD, Baseline, Recommender
+from dmf.models import ALS, BPR, SGD, Baseline, Recommender
 
 __all__ = ["METHODS", "fit"]
 
@@ -16,6 +16,7 @@ METHODS: dict[str, type[Recommender]] = {
     "baseline": Baseline,
     "als": ALS,
     "sgd": SGD,
+    "bpr": BPR,
 }
 
 
@@ -34,7 +35,7 @@ def fit(
         Training data.
     method : str
         One of ``dmf.METHODS``: ``"baseline"`` (biases only), and the factor
-        models as they are available (``"als"``, ``"sgd"``).
+        models as they are available (``"als"``, ``"sgd"``; ``"bpr"`` ranks).
     report : str or path, optional
         Save a Dask performance report of the fit to this ``.html`` file. With
         a ``distributed.Client`` active it is ``distributed.performance_report``

@@ -4,6 +4,6 @@ from dmf.models._als import ALS
 from dmf.models._baseline import Baseline
 from dmf.models._blend import Blend, blend
 from dmf.models._recommender import Recommender
-from dmf.models.sgd import SGD
+from dmf.models.sgd import BPR, SGD
 
-__all__ = ["ALS", "SGD", "Baseline", "Blend", "Recommender", "blend"]
+__all__ = ["ALS", "BPR", "SGD", "Baseline", "Blend", "Recommender", "blend"]

@@ -37,7 +37,6 @@ import numpy as np
 
 from dmf._errors import (
     ConvergenceError,
-    ParameterError,
     check_choice,
     check_float,
     check_int,
@@ -45,20 +44,16 @@ from dmf._errors import (
 )
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
-from dmf.engine._compute import n_threads
 from dmf.kernels._sgd import tile_rows
 from dmf.models._recommender import Recommender
 from dmf.models._training import FitArgs, Iterative, train
 from dmf.models.sgd import _bpr_rounds
 from dmf.models.sgd._bpr_rounds import BPRSpec, _lists_from_blocks
 from dmf.models.sgd._estimator import PAD
-from dmf.models.sgd._grid import Grid
+from dmf.models.sgd._grid import Grid, grid_and_seed, initial_factors
 from dmf.models.sgd._schedules import _pad, round_length
 
 __all__ = ["BPR", "BPRConfig"]
-
-# Tag of the initial factors' numpy stream (as SGD's).
-_INIT = 0
 
 
 @dataclass(frozen=True)
@@ -255,25 +250,8 @@ class BPR(Iterative, Recommender):
 
     # ------------------------------------------------------- training hooks
     def _prepare(self, ratings: Ratings, saved: dict[str, Any] | None) -> None:
-        if self.grid is not None:
-            d = int(self.grid)
-        elif saved is not None and "grid" in saved:
-            d = int(saved["grid"])
-        else:
-            d = min(max(1, n_threads()), ratings.n_users, ratings.n_items)
-        limit = min(ratings.n_users, ratings.n_items)
-        if d > limit:
-            raise ParameterError(
-                f"grid={d} is not allowed: grid must be an integer in [1, {limit}] (the "
-                f"training data has {ratings.n_users} users and {ratings.n_items} items)"
-            )
-        seed = (
-            int(self.seed)
-            if self.seed is not None
-            else int(np.random.SeedSequence().entropy % (2**32))
-        )
+        self._grid_seed = grid_and_seed(self.grid, self.seed, saved, ratings)
         self._cfg = BPRConfig.of(self)
-        self._grid_seed = (d, seed)
 
     def _fingerprint(self) -> dict[str, Any]:
         params = self.get_params()
@@ -302,7 +280,8 @@ class BPR(Iterative, Recommender):
         consts = (cfg.reg, cfg.reg_bias, cfg.biases, cfg.verify)
         spec = BPRSpec(grid, lists, consts, seed)
         if saved is None:
-            self._state = self._init_factors(ratings, seed, cfg, dt)
+            P, Q = initial_factors(ratings, seed, cfg.rank, cfg.kpad, cfg.init_scale, dt)
+            self._state = (P, Q, np.zeros(ratings.n_items, dtype=dt))
         else:
             arrays = saved[0]
             self._state = (_pad(arrays["P"], cfg.kpad), _pad(arrays["Q"], cfg.kpad), arrays["bi"])
@@ -345,17 +324,6 @@ class BPR(Iterative, Recommender):
         self._publish()
 
     # ---------------------------------------------------------- internals
-    def _init_factors(
-        self, ratings: Ratings, seed: int, cfg: BPRConfig, dt: np.dtype
-    ) -> tuple[np.ndarray, ...]:
-        """Seeded normal factors padded with zero columns; zero item biases."""
-        rng = np.random.default_rng([seed, _INIT])
-        P = np.zeros((ratings.n_users, cfg.kpad), dtype=dt)
-        Q = np.zeros((ratings.n_items, cfg.kpad), dtype=dt)
-        P[:, : cfg.rank] = rng.normal(0.0, cfg.init_scale, (ratings.n_users, cfg.rank))
-        Q[:, : cfg.rank] = rng.normal(0.0, cfg.init_scale, (ratings.n_items, cfg.rank))
-        return P, Q, np.zeros(ratings.n_items, dtype=dt)
-
     def _publish(self) -> None:
         P, Q, bi = self._state
         rank = self._cfg.rank

@@ -22,12 +22,11 @@ from typing import Any
 import dask
 import numpy as np
 
-from dmf.engine._compute import n_threads, run_lanes
 from dmf.engine._rounds import run_graph
 from dmf.kernels._bpr import bpr_lanes_for, user_lists
 from dmf.kernels._sgd import strata_order
 from dmf.models.sgd._grid import Grid
-from dmf.models.sgd._rounds import _const
+from dmf.models.sgd._rounds import _const, _run_lanes
 
 __all__ = ["BPRSpec"]
 
@@ -187,12 +186,5 @@ def _inprocess_round(
     )  # fmt: skip
     run_lane = bpr_lanes_for(P.shape[1])
 
-    def lane(n: int, m: int) -> None:
-        try:
-            run_lane(n, m, *lane_args)
-        except BaseException:
-            bar[2] = 1  # the other lanes stop waiting for this one
-            raise
-
-    run_lanes(lane, min(d, n_threads()))
+    _run_lanes(run_lane, lane_args, bar, d)
     return stats, (P, Q, bi)

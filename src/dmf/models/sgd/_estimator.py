@@ -27,7 +27,6 @@ import numpy as np
 
 from dmf._errors import (
     DMFWarning,
-    ParameterError,
     RatingsError,
     check_choice,
     check_float,
@@ -37,12 +36,11 @@ from dmf._errors import (
 )
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
-from dmf.engine._compute import n_threads
 from dmf.kernels._sgd import tile_rows
 from dmf.models._recommender import Recommender
 from dmf.models._training import FitArgs, Iterative, deprecated_alias, train
 from dmf.models.sgd import _rounds
-from dmf.models.sgd._grid import Grid
+from dmf.models.sgd._grid import Grid, grid_and_seed, initial_factors
 from dmf.models.sgd._rounds import RoundSpec
 from dmf.models.sgd._schedules import (
     _NAMES,
@@ -58,9 +56,6 @@ __all__ = ["SGD", "SGDConfig"]
 #: Internal factor rows are padded to a multiple of this many columns (kept exactly 0):
 #: aligned rows with no remainder loop, and one compiled kernel for every rank up to 16.
 PAD = 16
-
-# Tag of the initial factors' numpy stream (the shuffles' tags: dmf.kernels._sgd).
-_INIT = 0
 
 
 @dataclass(frozen=True)
@@ -316,27 +311,8 @@ class SGD(Iterative, Recommender):
     def _prepare(self, ratings: Ratings, saved: dict[str, Any] | None) -> None:
         if self._args.validation is not None:
             _check_overlap(self._args.validation, ratings)
-        if self.grid is not None:
-            d = int(self.grid)
-        elif saved is not None and "grid" in saved:
-            d = int(saved["grid"])
-        else:
-            d = min(max(1, n_threads()), ratings.n_users, ratings.n_items)
-        limit = min(ratings.n_users, ratings.n_items)
-        if d > limit:
-            who = "users" if ratings.n_users <= ratings.n_items else "items"
-            raise ParameterError(
-                f"grid={d} is not allowed: grid must be an integer in [1, {limit}] "
-                f"(the training data has {ratings.n_users} users and {ratings.n_items} items; "
-                f"a grid cannot have more blocks per side than it has {who})"
-            )
-        seed = (
-            int(self.seed)
-            if self.seed is not None
-            else int(np.random.SeedSequence().entropy % (2**32))
-        )
+        self._grid_seed = grid_and_seed(self.grid, self.seed, saved, ratings)
         self._cfg = SGDConfig.of(self)
-        self._grid_seed = (d, seed)
 
     def _fingerprint(self) -> dict[str, Any]:
         params = self.get_params()
@@ -363,7 +339,9 @@ class SGD(Iterative, Recommender):
         mu = float(ratings.global_mean)
         spec = RoundSpec(grid, counts, (mu, cfg.reg, cfg.reg_bias, cfg.biases), seed)
         if saved is None:
-            run = _Run(self._init_factors(ratings, seed, cfg, dt), cfg.lr)
+            P, Q = initial_factors(ratings, seed, cfg.rank, cfg.kpad, cfg.init_scale, dt)
+            zeros = np.zeros(ratings.n_users, dtype=dt), np.zeros(ratings.n_items, dtype=dt)
+            run = _Run((P, Q, *zeros), cfg.lr)
         else:
             run = _Run.from_checkpoint(start, saved[0], saved[1]["run"], cfg.kpad)
         self._run = run
@@ -426,18 +404,6 @@ class SGD(Iterative, Recommender):
         self._set_factors(final, cfg.rank)
 
     # ---------------------------------------------------------- internals
-    def _init_factors(
-        self, ratings: Ratings, seed: int, cfg: SGDConfig, dt: np.dtype
-    ) -> tuple[np.ndarray, ...]:
-        """Seeded normal factors (independent of the grid) padded with zero columns; zero biases."""
-        rank, kpad = cfg.rank, cfg.kpad
-        rng = np.random.default_rng([seed, _INIT])
-        P = np.zeros((ratings.n_users, kpad), dtype=dt)
-        Q = np.zeros((ratings.n_items, kpad), dtype=dt)
-        P[:, :rank] = rng.normal(0.0, cfg.init_scale, (ratings.n_users, rank))
-        Q[:, :rank] = rng.normal(0.0, cfg.init_scale, (ratings.n_items, rank))
-        return P, Q, np.zeros(ratings.n_users, dtype=dt), np.zeros(ratings.n_items, dtype=dt)
-
     def _set_factors(self, state: tuple[np.ndarray, ...], rank: int) -> None:
         P, Q, bu, bi = state
         self.user_factors_ = np.ascontiguousarray(P[:, :rank])

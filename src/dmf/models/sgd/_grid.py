@@ -18,14 +18,57 @@ from typing import Any
 
 import numpy as np
 
+from dmf._errors import ParameterError
 from dmf.data._blocks import RowBlock, balanced_edges
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
-from dmf.engine._compute import key
+from dmf.engine._compute import key, n_threads
 from dmf.kernels._rng import permutation, stream_key
 from dmf.kernels._sgd import SHUFFLE, tile_offsets
 
-__all__ = ["Grid", "GridBlock", "LocalGrid"]
+__all__ = ["Grid", "GridBlock", "LocalGrid", "grid_and_seed", "initial_factors"]
+
+# Tag of the initial factors' numpy stream (the shuffles' tags: dmf.kernels._sgd).
+_INIT = 0
+
+
+def grid_and_seed(
+    grid: int | None, seed: int | None, saved: dict[str, Any] | None, ratings: Ratings
+) -> tuple[int, int]:
+    """A fit's grid side (as given, else the checkpoint's, else the thread count) and seed.
+
+    Raises :class:`dmf.ParameterError` for a grid with more blocks per side
+    than the data has users or items. ``seed=None`` draws one.
+    """
+    if grid is not None:
+        d = int(grid)
+    elif saved is not None and "grid" in saved:
+        d = int(saved["grid"])
+    else:
+        d = min(max(1, n_threads()), ratings.n_users, ratings.n_items)
+    limit = min(ratings.n_users, ratings.n_items)
+    if d > limit:
+        who = "users" if ratings.n_users <= ratings.n_items else "items"
+        raise ParameterError(
+            f"grid={d} is not allowed: grid must be an integer in [1, {limit}] "
+            f"(the training data has {ratings.n_users} users and {ratings.n_items} items; "
+            f"a grid cannot have more blocks per side than it has {who})"
+        )
+    if seed is None:
+        return d, int(np.random.SeedSequence().entropy % (2**32))
+    return d, int(seed)
+
+
+def initial_factors(
+    ratings: Ratings, seed: int, rank: int, kpad: int, scale: float, dt: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded normal factors (independent of the grid), padded with zero columns to ``kpad``."""
+    rng = np.random.default_rng([seed, _INIT])
+    P = np.zeros((ratings.n_users, kpad), dtype=dt)
+    Q = np.zeros((ratings.n_items, kpad), dtype=dt)
+    P[:, :rank] = rng.normal(0.0, scale, (ratings.n_users, rank))
+    Q[:, :rank] = rng.normal(0.0, scale, (ratings.n_items, rank))
+    return P, Q
 
 
 @dataclass(frozen=True, eq=False)

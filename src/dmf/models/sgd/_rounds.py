@@ -244,6 +244,19 @@ def _dask_round(
     return list(losses), end
 
 
+def _run_lanes(run_lane: Any, lane_args: tuple[Any, ...], bar: np.ndarray, d: int) -> None:
+    """Run a round's lanes, one thread each; a lane that fails releases the others."""
+
+    def lane(n: int, m: int) -> None:
+        try:
+            run_lane(n, m, *lane_args)
+        except BaseException:
+            bar[2] = 1  # the other lanes stop waiting for this one
+            raise
+
+    run_lanes(lane, min(d, n_threads()))
+
+
 def _inprocess_round(
     spec: RoundSpec, start: State, epochs: range, lrs: list[float]
 ) -> tuple[Losses, State]:
@@ -273,14 +286,7 @@ def _inprocess_round(
         sse, pen, bar,
     )  # fmt: skip
 
-    def lane(n: int, m: int) -> None:
-        try:
-            run_lane(n, m, *lane_args)
-        except BaseException:
-            bar[2] = 1  # the other lanes stop waiting for this one
-            raise
-
-    run_lanes(lane, min(d, n_threads()))
+    _run_lanes(run_lane, lane_args, bar, d)
     losses = []
     for e in range(n_e):
         w = [_weigh(pen[e, b, 0], pen[e, b, 1], reg, reg_bias) for b in range(2 * d)]

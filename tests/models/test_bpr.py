@@ -161,3 +161,11 @@ def test_resume_is_bit_identical(small, tmp_path):
     _same(full, resumed)
     with pytest.raises(dmf.ParameterError, match="cannot resume"):
         dmf.BPR(max_iter=6, **{**params, "lr": 0.5}).fit(small, checkpoint=path, resume=True)
+
+
+def test_clicks_without_a_rating_column_fit_and_fold_in():
+    clicks = random_ratings(**SMALL).to_pandas()[["user", "item"]]
+    model = dmf.BPR(rank=4, max_iter=2, grid=2).fit(dmf.from_pandas(clicks, rating=None))
+    assert len(model.history) == 2  # no constant-ratings warning (they are errors here)
+    new = model.fold_in(clicks.head(3).assign(user=-1))
+    assert new.user_factors_.shape == (model.user_factors_.shape[0] + 1, 4)

@@ -158,6 +158,9 @@ class BPR(Iterative, Recommender):
     """
 
     kind = "bpr"
+    #: Trained on interactions: constant values are expected (no warning), and
+    #: fold-in takes items with no rating column (projected as implicit ALS does).
+    implicit = True
 
     def __init__(
         self,

@@ -200,7 +200,7 @@ def estimator(method: str, n_iter: int = ITERATIONS) -> Any:
     if method == "als":
         return cls(max_iter=n_iter, **ALS_PARAMS)
     if method == "sgd":
-        return cls(n_epochs=n_iter, **SGD_PARAMS)
+        return cls(max_iter=n_iter, **SGD_PARAMS)
     raise NotImplementedError(method)
 
 

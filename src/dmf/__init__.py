@@ -41,6 +41,7 @@ _LAZY = {
     "read_parquet": "dmf.data",
     "evaluate": "dmf.evaluation",
     "ALS": "dmf.models",
+    "BPR": "dmf.models",
     "SGD": "dmf.models",
     "Baseline": "dmf.models",
     "Blend": "dmf.models",
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from dmf.api import METHODS, cross_validate, fit, grid_search
     from dmf.data import Ratings, from_dask, from_pandas, read_csv, read_parquet
     from dmf.evaluation import evaluate
-    from dmf.models import ALS, SGD, Baseline, Blend, Popular, RankBlend, Recommender, blend
+    from dmf.models import ALS, BPR, SGD, Baseline, Blend, Popular, RankBlend, Recommender, blend
     from dmf.store import load
 
 
@@ -78,6 +79,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ALS",
+    "BPR",
     "METHODS",
     "SGD",
     "Baseline",

@@ -96,7 +96,7 @@ def test_run_lanes_raises_after_every_lane_ended():
 
 
 def test_spin_barrier_waits_for_all_and_lets_go_on_give_up():
-    from dmf.kernels._sgd import _barrier
+    from dmf.kernels._lanes import _barrier
 
     bar = np.zeros(3, dtype=np.int64)
     passed = []

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(600)
 
 PARAMS: dict[str, dict[str, Any]] = {
     "als": {"rank": 8, "max_iter": 4, "seed": 0},
-    "sgd": {"rank": 8, "n_epochs": 4, "grid": 2, "seed": 0},
+    "sgd": {"rank": 8, "max_iter": 4, "grid": 2, "seed": 0},
 }
 
 

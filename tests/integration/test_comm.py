@@ -121,7 +121,7 @@ def test_als_iteration_moves_one_copy_of_factors_per_worker(client: Any, ratings
 
 def test_dsgd_epoch_moves_one_factor_block_per_task(client: Any, ratings: Any) -> None:
     with client.as_current():
-        out = measure(client, "sgd", {"rank": RANK, "n_epochs": 3, "grid": 2, "seed": 0}, ratings)
+        out = measure(client, "sgd", {"rank": RANK, "max_iter": 3, "grid": 2, "seed": 0}, ratings)
     model = sgd_model_bytes(out["model"])
     assert out["bytes"] <= 2 * model, (out["bytes"], model, out["by_prefix"])
     moved_ratings = sum(v for k, v in out["by_prefix"].items() if "grid" in k or "split" in k)
@@ -141,7 +141,7 @@ def main() -> None:  # pragma: no cover - the table for docs/performance.md
             f"| ALS | iteration | {als['bytes']:,.0f} | {model:,.0f} | "
             f"{als['bytes'] / model:.2f} | {top} |"
         )
-        sgd = measure(client, "sgd", {"rank": RANK, "n_epochs": 3, "grid": 2, "seed": 0}, r)
+        sgd = measure(client, "sgd", {"rank": RANK, "max_iter": 3, "grid": 2, "seed": 0}, r)
         model = sgd_model_bytes(sgd["model"])
         top = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in list(sgd["by_prefix"].items())[:3])
         print(

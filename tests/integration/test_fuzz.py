@@ -271,7 +271,7 @@ def train() -> Any:
 @pytest.fixture(scope="module")
 def models(train: Any) -> dict[str, Any]:
     params = {"baseline": {"max_iter": 2}, "als": {"rank": 4, "max_iter": 2}}
-    params["sgd"] = {"rank": 4, "n_epochs": 2}
+    params["sgd"] = {"rank": 4, "max_iter": 2}
     return {kind: dmf.METHODS[kind](**params[kind]).fit(train) for kind in KINDS}
 
 

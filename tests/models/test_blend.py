@@ -196,7 +196,7 @@ def test_ml100k_blend_beats_its_best_member(u1):
     with dask.config.set(scheduler="threads"):
         members = [
             dmf.fit(train, method="als", rank=64, reg=0.1, max_iter=12, seed=0),
-            dmf.fit(train, method="sgd", rank=64, n_epochs=30, lr=0.007, reg=0.05, seed=0),
+            dmf.fit(train, method="sgd", rank=64, max_iter=30, lr=0.007, reg=0.05, seed=0),
             dmf.fit(train, method="baseline"),
         ]
         model = dmf.blend(members, validation=valid)

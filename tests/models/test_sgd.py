@@ -20,7 +20,7 @@ from dmf.kernels._sgd import (
     visit_order,
     visit_segments,
 )
-from dmf.models._sgd import _build_grid, _grid_edges
+from dmf.models.sgd._grid import _build_grid, _grid_edges
 from dmf.testing import random_frame, random_ratings, scheduler
 
 SMALL = {"n_users": 60, "n_items": 40, "density": 0.3, "seed": 3}
@@ -117,7 +117,7 @@ def test_keyed_streams_shuffle_uniformly_and_repeatably():
 
 def test_single_block_epoch_equals_reference_sgd(small):
     """grid=1, one epoch: the fitted model is the plain-Python SGD over the same order."""
-    model = dmf.SGD(rank=6, n_epochs=1, grid=1, lr=0.02, reg=0.05, reg_bias=0.01, seed=7)
+    model = dmf.SGD(rank=6, max_iter=1, grid=1, lr=0.02, reg=0.05, reg_bias=0.01, seed=7)
     model.fit(small)
     # The same stored shuffle, chunk order and initial factors, rebuilt independently.
     edges_u = np.array([0, small.n_users])
@@ -174,14 +174,14 @@ def test_grid_edges_are_exactly_d_blocks_even_with_heavy_rows():
 def test_default_grid_is_the_thread_count_at_fit_time(small):
     from dmf.engine._compute import n_threads
 
-    model = dmf.SGD(rank=2, n_epochs=1).fit(small)
+    model = dmf.SGD(rank=2, max_iter=1).fit(small)
     assert model.grid_ == min(n_threads(), small.n_users, small.n_items)
     assert model.grid is None  # the parameter is left as given
 
 
 # ------------------------------------------------------------- determinism
 def test_threaded_and_distributed_are_bit_identical(small, client):
-    params = {"rank": 8, "n_epochs": 3, "grid": 2, "seed": 11, "lr": 0.02}
+    params = {"rank": 8, "max_iter": 3, "grid": 2, "seed": 11, "lr": 0.02}
     with scheduler("threads"):
         a = dmf.SGD(**params).fit(small)
     with scheduler("distributed", client):
@@ -197,7 +197,7 @@ def test_threaded_and_distributed_are_bit_identical(small, client):
     ("grid", "extra"),
     [
         (1, {}),
-        (2, {"n_epochs": 10}),  # two chained rounds
+        (2, {"max_iter": 10}),  # two chained rounds
         (3, {"lr_schedule": "bold-driver", "lr": 0.5}),  # restores and regrows
         (2, {"lr_schedule": "decay", "patience": 2}),
         (4, {"rank": 33, "threads": 4}),  # 4 lanes spinning on 2 cores; rows of 48
@@ -207,11 +207,11 @@ def test_inprocess_rounds_equal_dask_rounds(small, monkeypatch, grid, extra):
     """Small fits with no Client run rounds in lanes of threads: bit-identical to the graph."""
     import dask
 
-    import dmf.models._sgd as sgd
+    import dmf.models.sgd._rounds as sgd
 
     extra = dict(extra)
     threads = extra.pop("threads", None)
-    params = {"rank": 8, "n_epochs": 4, "grid": grid, "seed": 5, "lr": 0.02, **extra}
+    params = {"rank": 8, "max_iter": 4, "grid": grid, "seed": 5, "lr": 0.02, **extra}
     valid = random_ratings(**{**SMALL, "seed": 4}) if "patience" in extra else None
     calls = []
     monkeypatch.setattr(sgd, "_dask_round", lambda *a: calls.append(a) or pytest.fail())
@@ -238,22 +238,22 @@ def test_penalty_sums_match_numpy():
 
 
 def test_same_seed_same_model_other_seed_other_model(small):
-    a = dmf.SGD(rank=4, n_epochs=2, grid=2, seed=1).fit(small)
-    b = dmf.SGD(rank=4, n_epochs=2, grid=2, seed=1).fit(small)
-    c = dmf.SGD(rank=4, n_epochs=2, grid=2, seed=2).fit(small)
+    a = dmf.SGD(rank=4, max_iter=2, grid=2, seed=1).fit(small)
+    b = dmf.SGD(rank=4, max_iter=2, grid=2, seed=1).fit(small)
+    c = dmf.SGD(rank=4, max_iter=2, grid=2, seed=2).fit(small)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     assert not np.array_equal(a.user_factors_, c.user_factors_)
 
 
 def test_seed_none_draws_one_and_keeps_it(small):
-    a = dmf.SGD(rank=2, n_epochs=1, grid=1, seed=None).fit(small)
-    b = dmf.SGD(rank=2, n_epochs=1, grid=1, seed=a.seed_).fit(small)
+    a = dmf.SGD(rank=2, max_iter=1, grid=1, seed=None).fit(small)
+    b = dmf.SGD(rank=2, max_iter=1, grid=1, seed=a.seed_).fit(small)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
 
 
 # ------------------------------------------------------------------- model
 def test_history_and_fitted_state(small):
-    model = dmf.SGD(rank=5, n_epochs=4, grid=2, lr=0.02).fit(small)
+    model = dmf.SGD(rank=5, max_iter=4, grid=2, lr=0.02).fit(small)
     h = model.history
     assert list(h["epoch"]) == [1, 2, 3, 4]
     assert {"loss", "train_rmse", "lr", "seconds"} <= set(h.columns)
@@ -269,25 +269,25 @@ def test_history_and_fitted_state(small):
 
 
 def test_biases_false_trains_plain_mf(small):
-    model = dmf.SGD(rank=4, n_epochs=2, grid=2, biases=False).fit(small)
+    model = dmf.SGD(rank=4, max_iter=2, grid=2, biases=False).fit(small)
     assert not model.user_bias_.any() and not model.item_bias_.any()
     assert model.history["loss"].iloc[-1] < model.history["loss"].iloc[0]
 
 
 def test_float64(small):
-    model = dmf.SGD(rank=3, n_epochs=2, grid=2, dtype="float64").fit(small)
+    model = dmf.SGD(rank=3, max_iter=2, grid=2, dtype="float64").fit(small)
     assert model.user_factors_.dtype == np.float64 and model.item_bias_.dtype == np.float64
 
 
 def test_front_door(small):
-    model = dmf.fit(small, method="sgd", rank=4, lr=0.01, reg=0.05, n_epochs=2, seed=0, grid=2)
+    model = dmf.fit(small, method="sgd", rank=4, lr=0.01, reg=0.05, max_iter=2, seed=0, grid=2)
     assert isinstance(model, dmf.SGD) and model.kind == "sgd" and len(model.history) == 2
     assert dmf.METHODS["sgd"] is dmf.SGD
 
 
 # --------------------------------------------------------------- schedules
 def test_decay_schedule_is_inverse_time(small):
-    model = dmf.SGD(rank=3, n_epochs=4, grid=2, lr=0.02, lr_schedule="decay", lr_decay=0.5)
+    model = dmf.SGD(rank=3, max_iter=4, grid=2, lr=0.02, lr_schedule="decay", lr_decay=0.5)
     model.fit(small)
     np.testing.assert_allclose(model.history["lr"], [0.02 / (1 + 0.5 * t) for t in range(4)])
     assert "restored" not in model.history.columns
@@ -295,14 +295,14 @@ def test_decay_schedule_is_inverse_time(small):
 
 def test_divergence_raises_with_epoch_and_advice(small):
     with pytest.raises(dmf.ConvergenceError, match=r"epoch 1.*smaller lr"):
-        dmf.SGD(rank=4, n_epochs=3, grid=2, lr=50.0, init_scale=1.0).fit(small)
+        dmf.SGD(rank=4, max_iter=3, grid=2, lr=50.0, init_scale=1.0).fit(small)
     with pytest.raises(dmf.ConvergenceError, match="epoch"):
-        dmf.SGD(rank=4, n_epochs=3, grid=2, lr=50.0, init_scale=1.0, lr_schedule="decay").fit(small)
+        dmf.SGD(rank=4, max_iter=3, grid=2, lr=50.0, init_scale=1.0, lr_schedule="decay").fit(small)
 
 
 def test_bold_driver_recovers_from_divergence(small):
     model = dmf.SGD(
-        rank=4, n_epochs=14, grid=2, lr=50.0, init_scale=1.0, lr_schedule="bold-driver"
+        rank=4, max_iter=14, grid=2, lr=50.0, init_scale=1.0, lr_schedule="bold-driver"
     ).fit(small)
     h = model.history
     assert h["restored"].iloc[0] and not np.isfinite(h["loss"].iloc[0])
@@ -314,25 +314,25 @@ def test_bold_driver_recovers_from_divergence(small):
 
 
 def test_bold_driver_grows_after_good_epochs_and_restores_after_bad(small):
-    model = dmf.SGD(rank=4, n_epochs=6, grid=2, lr=0.01, lr_schedule="bold-driver").fit(small)
+    model = dmf.SGD(rank=4, max_iter=6, grid=2, lr=0.01, lr_schedule="bold-driver").fit(small)
     assert model.history["restored"].dtype == bool  # the column only bold driver has
     lrs = model.history["lr"].to_numpy()
     np.testing.assert_allclose(lrs[1:], lrs[:-1] * 1.05)
     # A restored epoch leaves the factors where the previous accepted epoch left them.
     big = dict(rank=4, lr=0.2, init_scale=0.1, lr_schedule="bold-driver", grid=2, seed=3)
-    h = dmf.SGD(n_epochs=8, **big).fit(small).history
+    h = dmf.SGD(max_iter=8, **big).fit(small).history
     bad = [int(e) for e, r in zip(h["epoch"], h["restored"], strict=True) if r and e > 1]
     assert bad, "expected a restored epoch"
     e = bad[0]
-    a = dmf.SGD(n_epochs=e, **big).fit(small)
-    b = dmf.SGD(n_epochs=e - 1, **big).fit(small)
+    a = dmf.SGD(max_iter=e, **big).fit(small)
+    b = dmf.SGD(max_iter=e - 1, **big).fit(small)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
 
 
 def test_bold_driver_that_never_improves_warns(small):
     with pytest.warns(dmf.DMFWarning, match="smaller"):
         model = dmf.SGD(
-            rank=4, n_epochs=1, grid=1, lr=50.0, init_scale=1.0, lr_schedule="bold-driver"
+            rank=4, max_iter=1, grid=1, lr=50.0, init_scale=1.0, lr_schedule="bold-driver"
         ).fit(small)
     assert np.isfinite(model.user_factors_).all()
 
@@ -343,7 +343,7 @@ def test_validation_and_patience_return_the_best_epoch():
     frame = random_frame(n_users=80, n_items=50, density=0.4, seed=5)
     val = frame.sample(frac=0.2, random_state=0)
     train = dmf.from_pandas(frame.drop(val.index))
-    model = dmf.SGD(rank=8, n_epochs=40, grid=2, lr=0.05, reg=0.0, patience=3, seed=0)
+    model = dmf.SGD(rank=8, max_iter=40, grid=2, lr=0.05, reg=0.0, patience=3, seed=0)
     model.fit(train, validation=val)
     h = model.history
     assert len(h) < 40  # stopped early
@@ -358,10 +358,10 @@ def test_validation_and_patience_return_the_best_epoch():
 def test_resume_is_bit_identical(small, tmp_path, schedule):
     params = dict(rank=4, grid=2, lr=0.03, lr_schedule=schedule, seed=4)
     frame = small.to_pandas().sample(frac=0.2, random_state=1)
-    full = dmf.SGD(n_epochs=6, **params).fit(small, validation=frame)
+    full = dmf.SGD(max_iter=6, **params).fit(small, validation=frame)
     path = str(tmp_path / "ckpt")
-    dmf.SGD(n_epochs=3, **params).fit(small, validation=frame, checkpoint=path)
-    resumed = dmf.SGD(n_epochs=6, **params).fit(
+    dmf.SGD(max_iter=3, **params).fit(small, validation=frame, checkpoint=path)
+    resumed = dmf.SGD(max_iter=6, **params).fit(
         small, validation=frame, checkpoint=path, checkpoint_every=2, resume=True
     )
     np.testing.assert_array_equal(full.user_factors_, resumed.user_factors_)
@@ -374,11 +374,11 @@ def test_resume_is_bit_identical(small, tmp_path, schedule):
 
 def test_resume_without_checkpoint_starts_afresh_and_refuses_other_params(small, tmp_path):
     path = str(tmp_path / "c")
-    a = dmf.SGD(rank=3, n_epochs=2, grid=2).fit(small, checkpoint=path, resume=True)
-    b = dmf.SGD(rank=3, n_epochs=2, grid=2).fit(small)
+    a = dmf.SGD(rank=3, max_iter=2, grid=2).fit(small, checkpoint=path, resume=True)
+    b = dmf.SGD(rank=3, max_iter=2, grid=2).fit(small)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     with pytest.raises(dmf.ParameterError, match="cannot resume"):
-        dmf.SGD(rank=3, n_epochs=3, grid=2, reg=0.5).fit(small, checkpoint=path, resume=True)
+        dmf.SGD(rank=3, max_iter=3, grid=2, reg=0.5).fit(small, checkpoint=path, resume=True)
 
 
 # ------------------------------------------------------------- bad params
@@ -388,8 +388,8 @@ BAD = [
     ("lr", float("nan")),
     ("reg", -0.01),
     ("reg_bias", -1.0),
-    ("n_epochs", 0),
-    ("n_epochs", 2.5),
+    ("max_iter", 0),
+    ("max_iter", 2.5),
     ("rank", 0),
     ("grid", 0),
     ("lr_schedule", "cosine"),
@@ -468,7 +468,7 @@ def test_ml100k_grid_changes_rmse_only_within_noise(u1_fits):
 
 def test_chained_rounds_equal_one_epoch_per_call(small, tmp_path):
     """Without per-epoch decisions epochs run in rounds of up to 8; the result is the same."""
-    params = dict(rank=4, n_epochs=10, grid=2, lr=0.02, seed=9)
+    params = dict(rank=4, max_iter=10, grid=2, lr=0.02, seed=9)
     chained = dmf.SGD(**params).fit(small)
     single = dmf.SGD(**params).fit(small, checkpoint=str(tmp_path / "c"), checkpoint_every=1)
     np.testing.assert_array_equal(chained.user_factors_, single.user_factors_)
@@ -496,7 +496,7 @@ def test_round_that_lost_work_is_rerun_bit_identical(small, client, monkeypatch)
     import dask
     from distributed.scheduler import KilledWorker
 
-    params = {"rank": 4, "n_epochs": 12, "grid": 2, "seed": 5, "lr": 0.02}
+    params = {"rank": 4, "max_iter": 12, "grid": 2, "seed": 5, "lr": 0.02}
     with client.as_current():
         ref = dmf.SGD(**params).fit(small)
         real = dask.compute
@@ -521,7 +521,7 @@ def test_lost_work_retries_are_bounded_and_other_errors_are_not_retried(small, c
     import dask
     from distributed.scheduler import KilledWorker
 
-    from dmf.models._sgd import MAX_RETRIES, _work_lost
+    from dmf.engine._rounds import MAX_RETRIES, _work_lost
 
     assert not _work_lost(KilledWorker("k", _GONE, 3))  # no client: nothing to rerun on
     with client.as_current():
@@ -538,7 +538,7 @@ def test_lost_work_retries_are_bounded_and_other_errors_are_not_retried(small, c
 
         monkeypatch.setattr(dask, "compute", broken)
         with pytest.warns(dmf.DMFWarning), pytest.raises(dmf.ClusterError):
-            dmf.SGD(rank=2, n_epochs=2, grid=2).fit(small)
+            dmf.SGD(rank=2, max_iter=2, grid=2).fit(small)
     assert len(calls) == MAX_RETRIES + 1
 
 
@@ -550,7 +550,7 @@ def test_worker_killed_during_a_round_gives_the_same_model(client):
     import time
 
     train = random_ratings(n_users=1500, n_items=800, density=0.08, seed=4)
-    params = {"rank": 32, "n_epochs": 24, "grid": 2, "seed": 1, "lr": 0.005}
+    params = {"rank": 32, "max_iter": 24, "grid": 2, "seed": 1, "lr": 0.005}
     with client.as_current():
         client.wait_for_workers(2, timeout=600)
         ref = dmf.SGD(**params).fit(train)
@@ -584,7 +584,7 @@ def test_validation_sharing_no_user_or_item_is_refused_before_work(small):
     train = random_frame(20, 10, 0.5, seed=0)
     other_users = train.assign(user=train["user"] + 1000)
     other_items = train.assign(item=train["item"] + 1000)
-    model = dmf.SGD(rank=2, n_epochs=2, grid=1)
+    model = dmf.SGD(rank=2, max_iter=2, grid=1)
     with pytest.raises(dmf.RatingsError, match=r"validation shares no users .* 20 training users"):
         model.fit(dmf.from_pandas(train), validation=other_users)
     assert not model.is_fitted
@@ -594,3 +594,11 @@ def test_validation_sharing_no_user_or_item_is_refused_before_work(small):
     # Partly unseen is fine (those ratings are cold-start predictions).
     mixed = pd.concat([train.head(5), other_items.tail(5)])
     assert "val_rmse" in model.fit(dmf.from_pandas(train), validation=mixed).history
+
+
+def test_n_epochs_is_a_deprecated_alias_of_max_iter(small):
+    with pytest.warns(dmf.DMFWarning, match=r"SGD\(n_epochs=...\) is deprecated: use max_iter="):
+        old = dmf.SGD(rank=2, n_epochs=2, grid=1)
+    assert old.max_iter == 2 and "n_epochs" not in old.get_params()
+    new = dmf.SGD(rank=2, max_iter=2, grid=1).fit(small)
+    np.testing.assert_array_equal(old.fit(small).user_factors_, new.user_factors_)

@@ -24,7 +24,7 @@ def _fit(kind: str, df: pd.DataFrame, **params):
     defaults = {
         "baseline": {"max_iter": 4},
         "als": {"rank": 5, "max_iter": 4, "seed": 0},
-        "sgd": {"rank": 5, "n_epochs": 3, "grid": 2, "seed": 0},
+        "sgd": {"rank": 5, "max_iter": 3, "grid": 2, "seed": 0},
     }[kind]
     with dask.config.set(scheduler="threads"):
         return dmf.fit(dmf.from_pandas(df), method=kind, **{**defaults, **params})

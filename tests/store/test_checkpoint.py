@@ -200,7 +200,7 @@ def test_bad_arguments(tmp_path):
 # --------------------------------------- SIGKILL mid-fit, then resume=True
 PARAMS = {
     "als": {"rank": 4, "max_iter": 6, "seed": 1},
-    "sgd": {"rank": 4, "n_epochs": 6, "grid": 2, "seed": 1},
+    "sgd": {"rank": 4, "max_iter": 6, "grid": 2, "seed": 1},
 }
 
 _FIT_AND_DIE = textwrap.dedent(

@@ -24,7 +24,7 @@ from dmf.testing import random_frame
 SETTINGS = {
     "baseline": {"max_iter": 3},
     "als": {"rank": 4, "max_iter": 3, "seed": 1},
-    "sgd": {"rank": 4, "n_epochs": 3, "grid": 2, "seed": 1},
+    "sgd": {"rank": 4, "max_iter": 3, "grid": 2, "seed": 1},
 }
 
 

@@ -40,7 +40,7 @@ import dmf
 from dmf.testing import random_frame
 method, path, rank, iters = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 cls = dmf.METHODS[method]
-n = {"als": "max_iter", "sgd": "n_epochs"}[method]
+n = {"als": "max_iter", "sgd": "max_iter"}[method]
 cls(rank=rank, **{n: 1}).fit(dmf.from_pandas(random_frame(40, 30, 0.3)))  # compile kernels
 t0 = time.perf_counter()
 r = dmf.read_parquet(path)

@@ -101,14 +101,14 @@ TASKS: list[tuple[str, str, str, str, dict[str, Any]]] = [
         "dmf",
         "SGD (DSGD, biased MF)",
         "rank 100, 20 epochs, lr 0.005, reg 0.02, init sd 0.1",
-        {"rank": 100, "n_epochs": 20, "lr": 0.005, "reg": 0.02, "init_scale": 0.1},
+        {"rank": 100, "max_iter": 20, "lr": 0.005, "reg": 0.02, "init_scale": 0.1},
     ),
     (
         "sgd",
         "Surprise",
         "SVD",
         "rank 100, 20 epochs, lr 0.005, reg 0.02, init sd 0.1 (its defaults)",
-        {"rank": 100, "n_epochs": 20, "lr": 0.005, "reg": 0.02, "init_scale": 0.1},
+        {"rank": 100, "max_iter": 20, "lr": 0.005, "reg": 0.02, "init_scale": 0.1},
     ),
     (
         "implicit",
@@ -268,7 +268,7 @@ def child_surprise(task: str, params: dict[str, Any], train_p: str, test_p: str)
     else:
         algo = SVD(
             n_factors=params["rank"],
-            n_epochs=params["n_epochs"],
+            n_epochs=params["max_iter"],
             lr_all=params["lr"],
             reg_all=params["reg"],
             init_std_dev=params["init_scale"],

@@ -54,7 +54,7 @@ def fit_epochs(ratings, rank: int, epochs: int, grid: int | None) -> tuple[float
     import dmf
 
     def cpu_of(n: int) -> tuple[float, object]:
-        model = dmf.SGD(rank=rank, n_epochs=n, grid=grid, lr=0.005, reg=0.02, seed=0)
+        model = dmf.SGD(rank=rank, max_iter=n, grid=grid, lr=0.005, reg=0.02, seed=0)
         cpu = time.process_time()
         model.fit(ratings)
         return time.process_time() - cpu, model
@@ -68,7 +68,8 @@ def kernel_alone(ratings, rank: int) -> float:
     """ns per rating of one pass over one grid block (of a 2x2 grid), CPU time, one thread."""
     from dmf.kernels._rng import stream_key
     from dmf.kernels._sgd import kernel_for, tile_rows, visit_segments
-    from dmf.models._sgd import PAD, _build_grid, _grid_edges
+    from dmf.models.sgd._estimator import PAD
+    from dmf.models.sgd._grid import _build_grid, _grid_edges
 
     k = -(-rank // PAD) * PAD
     re_ = _grid_edges(ratings.user_counts, 2)
@@ -102,14 +103,14 @@ def main() -> None:
     args = ap.parse_args()
 
     import dmf
-    import dmf.models._sgd as sgd_mod
+    import dmf.models.sgd._estimator as sgd_mod
     from dmf.testing import random_ratings
 
     print(f"# sgd_speed  {time.strftime('%Y-%m-%d %H:%M:%S')}  load avg {os.getloadavg()}")
     t = time.perf_counter()
     ratings = load(args.shape)
     print(f"# {args.shape}: {ratings}  (loaded in {time.perf_counter() - t:.1f} s)")
-    dmf.SGD(rank=args.rank, n_epochs=1).fit(random_ratings())  # compile the kernel
+    dmf.SGD(rank=args.rank, max_iter=1).fit(random_ratings())  # compile the kernel
     k = args.rank
     bound = BANDWIDTH / (2 * k * 4)
     print()
@@ -140,7 +141,7 @@ def main() -> None:
         old = sgd_mod.PAD
         sgd_mod.PAD = pad
         try:
-            dmf.SGD(rank=args.pad_rank, n_epochs=1).fit(random_ratings())
+            dmf.SGD(rank=args.pad_rank, max_iter=1).fit(random_ratings())
             cpu, model = fit_epochs(ratings, args.pad_rank, args.epochs, 2)
         finally:
             sgd_mod.PAD = old

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SURPRISE = {"n_factors": 100, "n_epochs": 20, "lr_all": 0.005, "reg_all": 0.02, "init_std_dev": 0.1}
 DMF_SAME = {
     "rank": 100,
-    "n_epochs": 20,
+    "max_iter": 20,
     "lr": 0.005,
     "reg": 0.02,
     "reg_bias": 0.02,
@@ -110,7 +110,7 @@ def run_dmf(train: str, test: str, params: dict, repeat: int) -> dict:
     tr, te = pd.read_parquet(train), pd.read_parquet(test)
     ratings = dmf.from_pandas(tr)
     t = time.perf_counter()
-    dmf.SGD(**{**params, "n_epochs": 1}).fit(random_ratings())  # compile the kernel
+    dmf.SGD(**{**params, "max_iter": 1}).fit(random_ratings())  # compile the kernel
     compile_s = time.perf_counter() - t
     best, cpu, models = np.inf, np.inf, []
     for r in range(repeat):

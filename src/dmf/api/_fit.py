@@ -7,7 +7,7 @@ from typing import Any
 
 from dmf._errors import ParameterError
 from dmf.engine._progress import performance_report
-from dmf.models import ALS, SGD, Baseline, Popular, Recommender
+from dmf.models import ALS, BPR, SGD, Baseline, Popular, Recommender
 
 __all__ = ["METHODS", "fit"]
 
@@ -17,6 +17,7 @@ METHODS: dict[str, type[Recommender]] = {
     "als": ALS,
     "sgd": SGD,
     "popular": Popular,
+    "bpr": BPR,
 }
 
 
@@ -35,8 +36,8 @@ def fit(
         Training data.
     method : str
         One of ``dmf.METHODS``: ``"baseline"`` (biases only), ``"popular"``
-        (interaction counts), and the factor models as they are available
-        (``"als"``, ``"sgd"``).
+        (interaction counts), the rating models ``"als"`` and ``"sgd"``, and the
+        ranking models ``"als"`` with ``implicit=True`` and ``"bpr"``.
     report : str or path, optional
         Save a Dask performance report of the fit to this ``.html`` file. With
         a ``distributed.Client`` active it is ``distributed.performance_report``

@@ -11,7 +11,7 @@ results.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import dask
 
@@ -26,6 +26,8 @@ from dmf.engine._compute import (
 )
 
 __all__ = ["Engine"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _token(obj: Any) -> Any:
@@ -112,6 +114,16 @@ class Engine:
     def compute(self, *objs: Any) -> tuple[Any, ...]:
         """The values of results of :meth:`map` / :meth:`reduce` (nested lists allowed)."""
         return objs if self.local else dask.compute(*objs)
+
+    def pick(self, local: _F, graph: _F) -> _F:
+        """Of two strategies for the same work, the one this engine runs.
+
+        For work a model runs better in-process as something other than
+        :meth:`map` calls (e.g. DSGD's lanes: one nogil call per thread for a
+        whole round of epochs) beside its graph form; both must give the same
+        result. The graph form may use :func:`dmf.engine._rounds.run_graph`.
+        """
+        return local if self.local else graph
 
     def persist(self, *objs: Any) -> tuple[Any, ...]:
         """Results kept for the next steps: values when local, persisted tasks otherwise."""

@@ -6,6 +6,16 @@ from dmf.models._blend import Blend, blend
 from dmf.models._popular import Popular
 from dmf.models._rank_blend import RankBlend
 from dmf.models._recommender import Recommender
-from dmf.models._sgd import SGD
+from dmf.models.sgd import BPR, SGD
 
-__all__ = ["ALS", "SGD", "Baseline", "Blend", "Popular", "RankBlend", "Recommender", "blend"]
+__all__ = [
+    "ALS",
+    "BPR",
+    "SGD",
+    "Baseline",
+    "Blend",
+    "Popular",
+    "RankBlend",
+    "Recommender",
+    "blend",
+]

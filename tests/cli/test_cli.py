@@ -52,13 +52,17 @@ def test_demo_prints_rmse_table_and_top5(capsys):
     assert code == 0, err
     assert "test RMSE" in out and "baseline" in out
     best = next(m for m in ("als", "sgd", "baseline") if m in dmf.METHODS)
-    rows = [ln.split() for ln in out.splitlines() if ln.split()[:1] in (["baseline"], [best])]
+    rating_table = out.split("ranking (")[0]
+    rows = [
+        ln.split() for ln in rating_table.splitlines() if ln.split()[:1] in (["baseline"], [best])
+    ]
     assert {r[0] for r in rows} == {best, "baseline"}
     for r in rows:
         assert 0.3 < float(r[1]) < 1.5  # a held-out RMSE on a 1-5 scale
     assert "top 5 for user" in out
     top = out.split("top 5 for user")[1].splitlines()[2:]
     assert len(top) == 5
+    assert "by implicit ALS" in out and "precision@10" in out
 
 
 def test_demo_uses_movielens_when_found(capsys, ml100k_dir, monkeypatch):

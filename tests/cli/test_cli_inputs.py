@@ -122,3 +122,15 @@ def test_info_is_a_model_card(tmp_path, capsys):
     assert card["data"] == f"CSV {path}"
     assert card["dmf_version"] == dmf.__version__ and card["fitted_at"].endswith("+00:00")
     assert set(card["test_metrics"]) >= {"rmse", "n"} and card["training"]["nnz"] > 0
+
+
+@pytest.mark.slow
+def test_demo_recommends_with_the_ranking_model_items_people_know(ml100k, capsys):
+    code, out, err = _run(capsys, "demo", "--data", "movielens", "--quiet")
+    assert code == 0, err
+    assert "precision@10" in out and "als implicit=True" in out and "popular" in out
+    top = out.split("top 5 for user")[1].splitlines()[2:7]
+    counts = [int(line.split()[3]) for line in top]  # rank, item, score, train ratings, title
+    assert len(counts) == 5 and float(np.median(counts)) >= 50, counts
+    p_als = _value(out.replace("als implicit=True", "als_implicit"), "als_implicit")
+    assert p_als >= 0.330

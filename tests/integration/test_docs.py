@@ -65,7 +65,8 @@ def test_every_public_name_has_a_runnable_example():
 def test_guide_pages_and_toctree():
     index = (DOCS / "index.md").read_text()
     own = ["install", "quickstart", "cli", "models", "distributed", "serving", "api"]
-    own += ["coming-from-spark", "coming-from-surprise", "changelog", "notebooks"]
+    own += ["coming-from-spark", "coming-from-surprise", "coming-from-implicit"]
+    own += ["coming-from-lenskit", "changelog", "notebooks", "architecture"]
     for page in GUIDE_PAGES + own:
         assert (DOCS / f"{page}.md").is_file(), page
         assert f"\n{page}\n" in index, f"{page} is not in the toctree of docs/index.md"

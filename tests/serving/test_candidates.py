@@ -191,3 +191,17 @@ def test_recommend_new_bad_input(implicit_model, small):
         model.recommend_new([model.items_[0]], k=26)
     with pytest.raises(dmf.ParameterError, match="use fold_in with a rating column"):
         small[0].recommend_new([small[0].items_[0]], k=2)
+
+
+def test_min_support_keeps_rarely_rated_items_out_of_a_rating_models_list():
+    df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3, 4], "item": [10, 20, 10, 30, 10, 20, 40],
+                       "rating": [5.0, 1.0, 5.0, 2.0, 4.0, 1.0, 5.0]})  # fmt: skip
+    model = dmf.Baseline(reg_user=0, reg_item=0, max_iter=1).fit(dmf.from_pandas(df))
+    counts = dict(zip(model.items_, model.item_counts_, strict=True))
+    got = model.recommend([4], k=2, min_support=2)["item"].tolist()
+    assert all(counts[i] >= 2 for i in got) and 40 not in got
+    assert 40 in model.recommend([2], k=3)["item"].tolist()  # without it, the 1-rating item
+    with pytest.raises(dmf.ParameterError, match="min_support=3"):
+        model.recommend([4], k=2, min_support=3)
+    with pytest.raises(dmf.ParameterError, match="min_support"):
+        model.recommend([4], k=1, min_support=0)

@@ -114,6 +114,7 @@ class Recommender(FittedModel):
         items: Any = None,
         on_unknown: str = "raise",
         cold_start: str = "baseline",
+        min_support: int = 1,
     ) -> pd.DataFrame:
         """Top-k items for some users, computed in this process (no Dask graph).
 
@@ -144,6 +145,13 @@ class Recommender(FittedModel):
         cold_start : {"baseline", "raise", "skip"}
             Users unseen in training: ranked by ``mu + b_i`` (default), an
             :class:`dmf.UnknownIdError`, or left out of the result.
+        min_support : int
+            Leave out items with fewer training ratings than this (default 1:
+            every item seen in training). Rating models (``ALS``, ``SGD``,
+            ``Baseline``) rank by predicted rating, which puts items rated once
+            or twice on top; ``min_support=20`` keeps the list to items people
+            know. Ranking models (``ALS(implicit=True)``, ``BPR``, ``Popular``)
+            need no such floor.
 
         Returns
         -------
@@ -168,7 +176,14 @@ class Recommender(FittedModel):
         """
 
         return recommend(
-            self, users, k, exclude, items=items, on_unknown=on_unknown, cold_start=cold_start
+            self,
+            users,
+            k,
+            exclude,
+            items=items,
+            on_unknown=on_unknown,
+            cold_start=cold_start,
+            min_support=min_support,
         )
 
     def recommend_all(

@@ -178,13 +178,21 @@ def recommend(
     items: Any = None,
     on_unknown: str = "raise",
     cold_start: str = "baseline",
+    min_support: int = 1,
 ) -> pd.DataFrame:
-    """Top-k items for some users, in this process (see :meth:`dmf.FittedModel.recommend`)."""
+    """Top-k items for some users, in this process (see :meth:`dmf.Recommender.recommend`)."""
     model._check_fitted()
     k = check_int("k", k, 1)
+    min_support = check_int("min_support", min_support, 1)
     check_choice("cold_start", cold_start, RECOMMEND_COLD_START)
-    cand = candidate_mask(model, _cand_ok(model), items, on_unknown)
-    check_k(k, int(cand.sum()), "catalogue" if items is None else "items= list")
+    supported = _cand_ok(model)
+    if min_support > 1:  # a rating model's top items are often ones rated once or twice
+        supported = supported & (model.item_counts_ >= min_support)
+    cand = candidate_mask(model, supported, items, on_unknown)
+    what = "catalogue" if items is None else "items= list"
+    if min_support > 1:
+        what += f" with min_support={min_support}"
+    check_k(k, int(cand.sum()), what)
     ids = _ids(users)
     if len(ids) == 0:
         raise ParameterError("users is empty: pass at least one user id")

@@ -277,8 +277,8 @@ def test_bad_parameters_raise_before_work(small, params, name, monkeypatch):
 
 
 def test_bad_fit_arguments(small, tmp_path):
-    with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings"):
-        ALS().fit(pd.DataFrame({"user": [1], "item": [1], "rating": [1.0]}))
+    with pytest.raises(dmf.RatingsError, match=r"must be a dmf\.Ratings or a pandas DataFrame"):
+        ALS().fit([(1, 1, 1.0)])
     with pytest.raises(dmf.ParameterError, match="checkpoint_every"):
         ALS().fit(small, checkpoint=str(tmp_path / "c"), checkpoint_every=0)
     with pytest.raises(dmf.ParameterError, match="resume"):

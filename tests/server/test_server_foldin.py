@@ -35,7 +35,7 @@ def test_fold_equals_model_fold_in(name):
     model, train = MODELS[name]
     frame = train.to_pandas()
     rng = np.random.default_rng(0)
-    folder = Folder(model, probe=10_000)
+    folder = Folder(model)
     hi = model.rating_scale_[1]
     for user in (3, 17):
         rows = frame[frame["user"] == user]
@@ -62,6 +62,6 @@ def test_fold_equals_model_fold_in(name):
 
 def test_fold_refuses_weights_outside_the_scale():
     model, _ = MODELS["als"]
-    folder = Folder(model, probe=10_000)
+    folder = Folder(model)
     with pytest.raises(dmf.RatingsError, match="outside the model's scale"):
         folder.fold([(np.array([0, 1]), np.array([3.0, 99.0], np.float32))])

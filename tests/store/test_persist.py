@@ -103,7 +103,7 @@ def test_plain_xarray_reads_the_layout(kind, tmp_path):
     assert ds.attrs["dmf_kind"] == kind
     assert ds.attrs["dmf_complete"] is True
     assert ds.attrs["dmf_format"] == _persist.FORMAT_VERSION
-    assert json.loads(ds.attrs["params"])["reg"] if kind == "als" else True
+    assert "reg" in json.loads(ds.attrs["params"]) if kind == "als" else True
     train = json.loads(ds.attrs["train"])
     assert train["nnz"] == int(model.user_counts_.sum())
     assert len(train["fingerprint"]) == 64

@@ -118,8 +118,9 @@ class Service:
         _lo, hi = (float(v) for v in model.rating_scale_)
         self.default_weight = 1.0 if self.implicit or not math.isfinite(hi) else hi
         self.titles = titles or {}
-        probe: Any = int(self.users.max()) + 1 if self.int_users and len(self.users) else 0
-        self.folder = Folder(model, probe if self.int_users else "\x00dmf-serve-probe")
+        self.folder = Folder(model)
+        if len(model.items_):  # compile the user step now, not inside the first event
+            self.folder.fold([(np.zeros(1, np.int32), np.full(1, self.default_weight, np.float32))])
         self._unit: np.ndarray | None = None
 
     # ----------------------------------------------------------------- ids

@@ -37,7 +37,7 @@ from dmf.data._clean import bad_ids
 from dmf.data._ratings import Ratings
 from dmf.kernels._als_block import SolveConfig, solve_block
 
-__all__ = ["fold_in", "fold_in_users"]
+__all__ = ["fold_in", "fold_in_users", "user_step"]
 
 _USER_ARRAYS = ("user_factors_", "user_bias_", "user_counts_")
 
@@ -211,13 +211,18 @@ def fold_in_users(model: FittedModel, csr: CSR) -> tuple[np.ndarray, np.ndarray]
         )
     cfg = _solve_config(model)
     block = CSR(0, n, V.shape[0], indptr, indices, data)
-    gram = V.T.astype(np.float64) @ V.astype(np.float64) if cfg.implicit else None
+    # YᵀY is the same for every call on this model: built once, rebuilt if the factors change
+    gram = model._cached("fold_in_gram", lambda: _gram(V)) if cfg.implicit else None
     ibias = np.asarray(model.item_bias_, V.dtype)
     warm = np.zeros((n, V.shape[1]), V.dtype) if cfg.nonnegative else None
     X, b, _, _ = solve_block(block, warm, None, V, ibias, gram, cfg, False)
     if b is None:
         b = np.zeros(n)
     return X, b.astype(np.float32)
+
+
+def _gram(V: np.ndarray) -> np.ndarray:
+    return V.T.astype(np.float64) @ V.astype(np.float64)
 
 
 def _solve_config(model: FittedModel) -> SolveConfig:
@@ -242,7 +247,12 @@ def _solve_config(model: FittedModel) -> SolveConfig:
     )
 
 
-def _solver(model: FittedModel) -> Any:
+def user_step(model: FittedModel) -> Any:
+    """The model's own user step: ``csr -> (user_factors or None, user_bias)``.
+
+    What :func:`fold_in` solves each user with; a server folding in one user at
+    a time calls it directly.
+    """
     custom = getattr(model, "_fold_in_users", None)
     if custom is not None:
         return custom
@@ -330,7 +340,7 @@ def fold_in(model: FittedModel, new_ratings: Any, *, unknown_items: str = "raise
         indices=item_codes[order].astype(np.int32),
         data=ratings[order],
     )
-    factors, bias = _solver(model)(csr) if len(uniq) else (None, np.zeros(0))
+    factors, bias = user_step(model)(csr) if len(uniq) else (None, np.zeros(0))
     return _assemble(model, uniq, codes, counts, factors, bias, n_ignored)
 
 

@@ -2,7 +2,7 @@
 
 The history is folded in as implicit feedback: each listed item is an
 interaction of value 1 (an item listed twice has value 2), solved against the
-fixed item factors with the model's own user step (:func:`dmf.serving._foldin._solver`,
+fixed item factors with the model's own user step (:func:`dmf.serving.user_step`,
 the implicit ALS step for ``ALS(implicit=True)``, as implicit's
 ``recalculate_user``). NumPy only, no Dask graph. The listed items are never
 recommended back.
@@ -25,7 +25,7 @@ from dmf.core._protocol import _ids
 from dmf.data._blocks import CSR
 from dmf.kernels._ranking import topk_rows
 from dmf.serving._candidates import candidate_mask, check_k, known_codes
-from dmf.serving._foldin import _solver
+from dmf.serving._foldin import user_step
 
 __all__ = ["history_scores", "recommend_new"]
 
@@ -46,7 +46,7 @@ def history_scores(model: Any, codes: np.ndarray) -> np.ndarray:
     uniq, value = np.unique(codes, return_counts=True)
     csr = CSR(0, 1, len(model.items_), np.array([0, len(uniq)], np.int64),
               uniq.astype(np.int32), value.astype(np.float32))  # fmt: skip
-    x, b = _solver(model)(csr)
+    x, b = user_step(model)(csr)
     V = model.item_factors
     scores = (V @ np.asarray(x[0], V.dtype)).astype(np.float32)
     scores += np.asarray(model.item_bias_, np.float32) + np.float32(model.global_mean_ + b[0])

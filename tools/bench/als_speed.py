@@ -164,6 +164,7 @@ def main() -> None:
     import dask
 
     import dmf
+    import dmf.engine._compute
 
     k = args.rank
     threads = dmf.engine._compute.n_threads()

@@ -414,7 +414,11 @@ def best_of_grid(
 
 def dmf_grid(split: Split, train: dmf.Ratings, lib: str) -> dict[str, Any]:
     def als(reg: float, alpha: float) -> tuple[Scorer, float]:
-        est = dmf.ALS(implicit=True, rank=64, reg=reg, alpha=alpha, max_iter=15)
+        # the implicit library's model (Hu et al.) over its grid, not dmf's top-N defaults
+        est = dmf.ALS(
+            implicit=True, rank=64, reg=reg, alpha=alpha, max_iter=15, unobserved_weight=1.0,
+            weighted_reg=False, init_scale=0.1,
+        )  # fmt: skip
         model, secs = timed(est.fit, train)
         return dmf_scorer(model, split), secs
 

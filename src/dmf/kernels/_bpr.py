@@ -275,6 +275,17 @@ def reference_bpr(
     ``(log-loss, correct pairs, skipped)``: the sum of :math:`-\\ln
     \\sigma(x_{uij})` before each step, how many had :math:`x_{uij} > 0`, and
     how many triples had ``j = -1`` (no step).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dmf.testing import reference_bpr
+    >>> P, Q = np.zeros((1, 2)), np.zeros((2, 2))
+    >>> bi = np.zeros(2)
+    >>> loss, correct, skipped = reference_bpr(
+    ...     np.array([[0, 0, 1]]), P, Q, bi, Q.copy(), bi.copy(), 0, 0.1, 0.0, 0.0, True)
+    >>> round(loss, 4), correct, skipped, float(bi[0]), float(bi[1])  # ln 2 at x = 0
+    (0.6931, 0, 0, 0.05, -0.05)
     """
     loss, correct, skipped = 0.0, 0, 0
     for u, i, jg in triples.tolist():

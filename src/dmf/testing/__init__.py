@@ -6,7 +6,8 @@
 - :func:`scheduler`: run a block on ``"sync"``, ``"threads"`` or a given client.
 - :func:`random_ratings`: a small random :class:`dmf.Ratings` for numerical tests.
 - :func:`reference_explicit`, :func:`reference_implicit`, :func:`reference_ials`,
-  :func:`reference_explicit_objective`: the slow dense ALS solvers the kernels match.
+  :func:`reference_explicit_objective`: the slow dense ALS solvers the kernels match;
+  :func:`reference_bpr`: plain-Python BPR steps the BPR block kernel matches.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dmf.data._io import from_pandas
+from dmf.kernels._bpr import reference_bpr
 from dmf.testing._als_reference import (
     reference_explicit,
     reference_explicit_objective,
@@ -34,6 +36,7 @@ __all__ = [
     "local_cluster",
     "random_frame",
     "random_ratings",
+    "reference_bpr",
     "reference_explicit",
     "reference_explicit_objective",
     "reference_ials",

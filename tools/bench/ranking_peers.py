@@ -29,9 +29,11 @@ The protocol, the same for every model (one metric function, :func:`topn_metrics
 
 The script checks itself: ``dmf.evaluate``'s precision/recall/NDCG@10 of the dmf
 implicit ALS fit must equal :func:`topn_metrics` on the same model (an
-``AssertionError`` otherwise). ``implicit`` is optional (never a dmf dependency):
-its rows appear when it imports. LensKit (2025 and later) needs torch, which this
-script does not pull in; it has no rows.
+``AssertionError`` otherwise). ``implicit`` and LensKit are optional (never dmf
+dependencies): their rows appear when they import. LensKit 2025.8 (ImplicitMF and
+ItemKNN, :mod:`ranking_lenskit`) needs torch and pandas < 3, so run the script from a
+venv made with ``--system-site-packages`` that holds them (the main one keeps pandas 3):
+``PYTHONPATH=$PWD/src nice /tmp/lkvenv/bin/python tools/bench/ranking_peers.py``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import ranking_lenskit
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
@@ -340,34 +343,28 @@ def implicit_rows(split: Split, grid: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def lenskit_rows(split: Split) -> list[dict[str, Any]]:
+    """LensKit's rows (:mod:`ranking_lenskit`); ``[]`` when LensKit does not import."""
+    return [{"model": m, "library": lib, "settings": s, "fit_s": secs, **topn_metrics(sc, split)}
+            for m, lib, s, sc, secs in ranking_lenskit.scorers(split)]  # fmt: skip
+
+
 # ------------------------------------------------------------------ one run
 def run(split: Split, grid: bool) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     lib = f"dmf {dmf.__version__}"
     sc, secs = popular_scorer(split)
-    rows.append(
-        {
-            "model": "most popular",
-            "library": "numpy",
-            "settings": "training counts",
-            "fit_s": secs,
-            **topn_metrics(sc, split),
-        }
-    )
+    rows.append({"model": "most popular", "library": "numpy", "settings": "training counts",
+                 "fit_s": secs, **topn_metrics(sc, split)})  # fmt: skip
     ease = []
     for lam in EASE_LAMBDAS[split.name]:
         sc, secs = ease_scorer(split, lam)
         ease.append({"lambda": lam, "fit_s": secs, **topn_metrics(sc, split)})
         print(f"  EASE lambda {lam}: {ease[-1]}", file=sys.stderr)
     best = max(ease, key=lambda r: r[f"precision@{K}"])
-    rows.append(
-        {
-            "model": "EASE, best lambda (test)",
-            "library": "numpy",
-            "settings": f"lambda {best['lambda']} of {list(EASE_LAMBDAS[split.name])}",
-            **{k: v for k, v in best.items() if k != "lambda"},
-        }
-    )
+    rows.append({"model": "EASE, best lambda (test)", "library": "numpy",
+                 "settings": f"lambda {best['lambda']} of {list(EASE_LAMBDAS[split.name])}",
+                 **{k: v for k, v in best.items() if k != "lambda"}})  # fmt: skip
     check = None
     for name, settings, kind, make in dmf_models(split.name):
         train = dmf_ratings(split, kind)
@@ -388,7 +385,7 @@ def run(split: Split, grid: bool) -> dict[str, Any]:
             check = cross_check(model, split, train, m)
         if grid and name.startswith("dmf ALS"):
             rows.append(dmf_grid(split, train, lib))
-    rows += implicit_rows(split, grid)
+    rows += implicit_rows(split, grid) + lenskit_rows(split)
     return {
         "description": split.description,
         **split.info,

@@ -168,6 +168,10 @@ def _build(
         _check_known([s[2] for s in summaries], users, "user")
         _check_known([s[3] for s in summaries], items, "item")
     n_blocks = len(row_edges) - 1
+    # pandas 2 builds an Index's hash table lazily and not thread-safely; the threaded
+    # tasks below share these two, so build the tables here, once.
+    if not (users.is_unique and items.is_unique):
+        raise RatingsError("internal: the user or item id map holds duplicate ids")
     d_users = dask.delayed(users, pure=True)
     d_items = dask.delayed(items, pure=True)
     split = [

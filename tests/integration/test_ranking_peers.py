@@ -95,3 +95,44 @@ def test_ease_equals_dense_inverse(dtype: type) -> None:
     assert got.dtype == dtype
     np.testing.assert_allclose(got, B, atol=1e-4 if dtype == np.float32 else 1e-10)
     assert not np.diag(got).any()
+
+
+def test_lenskit_rows_absent_without_lenskit() -> None:
+    try:
+        import lenskit  # noqa: F401
+    except ImportError:
+        train, test = _frames(4)
+        assert rp.lenskit_rows(rp.make_split("t", "", train, test, 4.0)) == []
+    else:
+        pytest.skip("LensKit imports here: its rows are checked below")
+
+
+def test_lenskit_scores_equal_its_own_scorers() -> None:
+    """Dense scores over the split's codes equal LensKit's own per-user calls (shuffled ids)."""
+    pytest.importorskip("lenskit")
+    from lenskit.als import ImplicitMFScorer
+    from lenskit.data import ItemList, RecQuery, from_interactions_df
+    from lenskit.knn import ItemKNNScorer
+    from lenskit.training import TrainingOptions
+
+    train, test = _frames(5)
+    split = rp.make_split("t", "", train, test, 4.0)
+    (mf_name, *_, mf_score, _), (knn_name, *_, knn_score, _) = rp.ranking_lenskit.scorers(split)
+    assert (mf_name, knn_name) == ("LensKit ImplicitMF", "LensKit ItemKNN")
+    # LensKit's models trained on a frame in another row order: same vocabularies, same fits
+    data = from_interactions_df(train[["user", "item"]].sample(frac=1.0, random_state=1))
+    mf = ImplicitMFScorer(embedding_size=64)
+    mf.train(data, TrainingOptions(rng=0))
+    knn = ItemKNNScorer(max_nbrs=20, feedback="implicit")
+    knn.train(data, TrainingOptions())
+    rows = np.arange(len(split.users))
+    got_mf, got_knn = mf_score(rows), knn_score(rows)
+    X = split.interactions.tocsr()
+    for u in rows:
+        cands = ItemList(item_ids=split.items.to_numpy())
+        want = mf(RecQuery(user_id=split.users[u]), cands).scores("numpy")
+        np.testing.assert_allclose(got_mf[u], want, rtol=1e-5, atol=1e-6)
+        hist = ItemList(item_ids=split.items[X.indices[X.indptr[u] : X.indptr[u + 1]]].to_numpy())
+        want = knn(RecQuery(user_id=split.users[u], history_items=hist), cands).scores("numpy")
+        np.testing.assert_allclose(got_knn[u], want, rtol=1e-6, equal_nan=True)
+    assert np.isfinite(got_knn).any() and np.isfinite(got_mf).all()

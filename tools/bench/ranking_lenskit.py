@@ -28,11 +28,12 @@ import numpy as np
 Scorer = Callable[[np.ndarray], np.ndarray]
 
 
-def scorers(split: Any) -> list[tuple[str, str, str, Scorer, float]]:
+def scorers(split: Any, seed: int = 0) -> list[tuple[str, str, str, Scorer, float]]:
     """(model, library, settings, scorer, fit seconds) of LensKit's models on ``split``.
 
     ``split`` is a ``ranking_peers.Split``: ``train`` (user, item in original ids),
     ``users``/``items`` (the ids in code order) and ``interactions`` (users x items CSR).
+    ``seed`` seeds ImplicitMF's initial embeddings.
     """
     try:
         import lenskit
@@ -53,7 +54,7 @@ def scorers(split: Any) -> list[tuple[str, str, str, Scorer, float]]:
 
     def fit(scorer: Any) -> float:
         t0 = time.perf_counter()
-        scorer.train(data, TrainingOptions())
+        scorer.train(data, TrainingOptions(rng=seed))
         return time.perf_counter() - t0
 
     out = []

@@ -13,8 +13,11 @@ collects the data in one place:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -31,9 +34,10 @@ __all__ = [
     "to_ratings",
 ]
 
+_F = TypeVar("_F", bound=Callable[..., Ratings])
 
-def from_pandas(
-    df: pd.DataFrame,
+
+def _options(
     user: Any = "user",
     item: Any = "item",
     rating: Any = "rating",
@@ -43,7 +47,38 @@ def from_pandas(
     duplicates: str = "raise",
     rating_scale: tuple[float, float] | None = None,
     chunk_nnz: int | None = None,
-) -> Ratings:
+) -> tuple[_Spec, int | None]:
+    """The columns and policies every builder takes (documented in :func:`from_pandas`)."""
+    return _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale), chunk_nnz
+
+
+_OPTIONS = inspect.signature(_options).parameters
+
+
+def _takes_options(build: _F) -> _F:
+    """Give ``build(source, spec, chunk_nnz, /[, **kwargs])`` the public signature of a builder.
+
+    The column and policy parameters are declared once, in :func:`_options`: the
+    public function takes the source, then those, then ``build``'s ``**kwargs``
+    if it has them (a reader's options, passed through).
+    """
+    first, _, _, *extra = inspect.signature(build).parameters.values()
+    source = first.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    signature = inspect.signature(build).replace(parameters=[source, *_OPTIONS.values(), *extra])
+
+    @functools.wraps(build)
+    def builder(*args: Any, **kwargs: Any) -> Ratings:
+        given = signature.bind(*args, **kwargs).arguments
+        spec, chunk_nnz = _options(**{name: given[name] for name in _OPTIONS if name in given})
+        passed = given.get(extra[0].name, {}) if extra else {}
+        return build(given[source.name], spec, chunk_nnz, **passed)
+
+    builder.__signature__ = signature  # type: ignore[attr-defined]
+    return builder  # type: ignore[return-value]
+
+
+@_takes_options
+def from_pandas(df: pd.DataFrame, spec: _Spec, chunk_nnz: int | None, /) -> Ratings:
     """Build :class:`~dmf.Ratings` from a pandas DataFrame.
 
     Parameters
@@ -98,7 +133,6 @@ def from_pandas(
     """
     if not isinstance(df, pd.DataFrame):
         raise RatingsError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
     spec.check_columns(df.columns, df.dtypes, df)
     if len(df) == 0:
         raise RatingsError("no ratings: the DataFrame is empty (0 rows)")
@@ -110,18 +144,8 @@ def from_pandas(
     return out
 
 
-def from_dask(
-    ddf: Any,
-    user: Any = "user",
-    item: Any = "item",
-    rating: Any = "rating",
-    timestamp: Any = None,
-    *,
-    on_invalid: str = "raise",
-    duplicates: str = "raise",
-    rating_scale: tuple[float, float] | None = None,
-    chunk_nnz: int | None = None,
-) -> Ratings:
+@_takes_options
+def from_dask(ddf: Any, spec: _Spec, chunk_nnz: int | None, /) -> Ratings:
     """Build :class:`~dmf.Ratings` from a Dask DataFrame, partition by partition.
 
     The frame is never collected whole: each partition is cleaned, counted and
@@ -139,11 +163,14 @@ def from_dask(
 
     if not isinstance(ddf, dd.DataFrame):
         raise RatingsError(f"expected a dask DataFrame, got {type(ddf).__name__}")
-    spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
+    return _from_frame(ddf, spec, chunk_nnz, "dask DataFrame")
+
+
+def _from_frame(ddf: Any, spec: _Spec, chunk_nnz: int | None, source: str) -> Ratings:
+    """Build from a Dask DataFrame's partitions, one task each."""
     spec.check_columns(list(ddf.columns), ddf.dtypes)
-    parts = ddf[spec.columns].to_delayed()
-    out = _build(parts, spec, chunk_nnz)
-    out.report.setdefault("source", "dask DataFrame")
+    out = _build(ddf[spec.columns].to_delayed(), spec, chunk_nnz)
+    out.report["source"] = source
     return out
 
 
@@ -168,21 +195,12 @@ def to_ratings(
     )
 
 
-def _reader_error(path: Any, e: Exception) -> RatingsError:
-    return RatingsError(f"could not read {path!r}: {type(e).__name__}: {e}")
-
-
+@_takes_options
 def read_csv(
     path: str | os.PathLike[str] | list[str],
-    user: Any = "user",
-    item: Any = "item",
-    rating: Any = "rating",
-    timestamp: Any = None,
-    *,
-    on_invalid: str = "raise",
-    duplicates: str = "raise",
-    rating_scale: tuple[float, float] | None = None,
-    chunk_nnz: int | None = None,
+    spec: _Spec,
+    chunk_nnz: int | None,
+    /,
     **read_kwargs: Any,
 ) -> Ratings:
     """Read ratings from CSV file(s) (local paths, globs or fsspec URLs) with Dask.
@@ -201,43 +219,15 @@ def read_csv(
     """
     import dask.dataframe as dd
 
-    _check_exists(path)
-    try:
-        ddf = dd.read_csv(path, **read_kwargs)
-        columns = list(ddf.columns)
-    except (OSError, ValueError, TypeError, pd.errors.ParserError) as e:
-        raise _reader_error(path, e) from e
-    spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
-    spec.check_columns(columns, ddf.dtypes)
-    try:
-        out = from_dask(
-            ddf,
-            user,
-            item,
-            rating,
-            timestamp,
-            on_invalid=on_invalid,
-            duplicates=duplicates,
-            rating_scale=rating_scale,
-            chunk_nnz=chunk_nnz,
-        )
-    except (OSError, pd.errors.ParserError) as e:
-        raise _reader_error(path, e) from e
-    out.report["source"] = f"CSV {os.fspath(path) if not isinstance(path, list) else path}"
-    return out
+    return _read("CSV", dd.read_csv, path, spec, chunk_nnz, read_kwargs)
 
 
+@_takes_options
 def read_parquet(
     path: str | os.PathLike[str] | list[str],
-    user: Any = "user",
-    item: Any = "item",
-    rating: Any = "rating",
-    timestamp: Any = None,
-    *,
-    on_invalid: str = "raise",
-    duplicates: str = "raise",
-    rating_scale: tuple[float, float] | None = None,
-    chunk_nnz: int | None = None,
+    spec: _Spec,
+    chunk_nnz: int | None,
+    /,
     **read_kwargs: Any,
 ) -> Ratings:
     """Read ratings from a Parquet file or folder (local or fsspec URL) with Dask.
@@ -255,30 +245,34 @@ def read_parquet(
     """
     import dask.dataframe as dd
 
+    return _read("Parquet", dd.read_parquet, path, spec, chunk_nnz, read_kwargs)
+
+
+def _read(
+    kind: str,
+    reader: Callable[..., Any],
+    path: Any,
+    spec: _Spec,
+    chunk_nnz: int | None,
+    read_kwargs: dict[str, Any],
+) -> Ratings:
+    """Open ``path`` with a Dask reader and build from its frame, naming the file on failure."""
     _check_exists(path)
-    spec = _Spec(user, item, rating, timestamp, on_invalid, duplicates, rating_scale)
     try:
-        ddf = dd.read_parquet(path, **read_kwargs)
+        ddf = reader(path, **read_kwargs)
         columns = list(ddf.columns)
     except (OSError, ValueError, TypeError) as e:
         raise _reader_error(path, e) from e
     spec.check_columns(columns, ddf.dtypes)
+    source = f"{kind} {os.fspath(path) if not isinstance(path, list) else path}"
     try:
-        out = from_dask(
-            ddf[spec.columns],
-            user,
-            item,
-            rating,
-            timestamp,
-            on_invalid=on_invalid,
-            duplicates=duplicates,
-            rating_scale=rating_scale,
-            chunk_nnz=chunk_nnz,
-        )
-    except OSError as e:
+        return _from_frame(ddf, spec, chunk_nnz, source)
+    except (OSError, pd.errors.ParserError) as e:
         raise _reader_error(path, e) from e
-    out.report["source"] = f"Parquet {os.fspath(path) if not isinstance(path, list) else path}"
-    return out
+
+
+def _reader_error(path: Any, e: Exception) -> RatingsError:
+    return RatingsError(f"could not read {path!r}: {type(e).__name__}: {e}")
 
 
 def _check_exists(path: Any) -> None:

@@ -10,18 +10,8 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from dmf._errors import (
-    ClusterError,
-    ConvergenceError,
-    DatasetError,
-    DMFError,
-    DMFWarning,
-    NotFittedError,
-    ParameterError,
-    RatingsError,
-    StoreError,
-    UnknownIdError,
-)
+from dmf import _errors
+from dmf._errors import *  # noqa: F403 (the exception and warning types, by _errors.__all__)
 
 try:
     __version__ = version("dask-mf")
@@ -84,20 +74,10 @@ __all__ = [
     "SGD",
     "Baseline",
     "Blend",
-    "ClusterError",
-    "ConvergenceError",
-    "DMFError",
-    "DMFWarning",
-    "DatasetError",
-    "NotFittedError",
-    "ParameterError",
     "Popular",
     "RankBlend",
     "Ratings",
-    "RatingsError",
     "Recommender",
-    "StoreError",
-    "UnknownIdError",
     "__version__",
     "blend",
     "cross_validate",
@@ -113,3 +93,5 @@ __all__ = [
     "split",
     "testing",
 ]
+# The exception and warning types, as dmf._errors lists them.
+__all__ += _errors.__all__

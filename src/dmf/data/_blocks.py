@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sparse
@@ -19,20 +20,13 @@ __all__ = ["CSR", "RowBlock", "balanced_edges", "col_pieces", "merge_col_pieces"
 
 
 @dataclass(frozen=True, eq=False)
-class RowBlock:
-    """Ratings of users ``start <= u < stop``, sorted by (user, item).
-
-    ``rows`` are local (``u - start``), ``cols`` are global item codes.
-    ``ts`` holds int64 timestamps (seconds) or is ``None``.
-    """
+class _Rows:
+    """The rows ``start <= r < stop`` of a matrix, and the ``data`` of their entries."""
 
     start: int
     stop: int
-    n_items: int
-    rows: np.ndarray
-    cols: np.ndarray
-    data: np.ndarray
-    ts: np.ndarray | None = None
+    if TYPE_CHECKING:  # a field of each block type, after its own fields
+        data: np.ndarray
 
     @property
     def n_rows(self) -> int:
@@ -41,6 +35,21 @@ class RowBlock:
     @property
     def nnz(self) -> int:
         return int(self.data.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class RowBlock(_Rows):
+    """Ratings of users ``start <= u < stop``, sorted by (user, item).
+
+    ``rows`` are local (``u - start``), ``cols`` are global item codes.
+    ``ts`` holds int64 timestamps (seconds) or is ``None``.
+    """
+
+    n_items: int
+    rows: np.ndarray
+    cols: np.ndarray
+    data: np.ndarray
+    ts: np.ndarray | None = None
 
     def indptr(self) -> np.ndarray:
         counts = np.bincount(self.rows, minlength=self.n_rows)
@@ -81,7 +90,7 @@ class RowBlock:
 
 
 @dataclass(frozen=True, eq=False)
-class CSR:
+class CSR(_Rows):
     """Compressed sparse rows for rows ``start <= r < stop`` of a matrix with ``n_cols`` columns.
 
     For the user side a row is a user and ``indices`` are item codes; for the item
@@ -89,20 +98,10 @@ class CSR:
     user codes. ``indices`` are sorted within each row.
     """
 
-    start: int
-    stop: int
     n_cols: int
     indptr: np.ndarray
     indices: np.ndarray
     data: np.ndarray
-
-    @property
-    def n_rows(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def nnz(self) -> int:
-        return int(self.data.shape[0])
 
     def to_scipy(self):  # pragma: no cover - debugging aid
         import scipy.sparse as sp

@@ -53,14 +53,16 @@ def align(model: FittedModel, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]
     return model._user_codes(ratings.users), model._item_codes(ratings.items)
 
 
-def _error_partial(
+def _error_block(
     block: RowBlock,
     model: FittedModel,
     umap: np.ndarray,
     imap: np.ndarray,
     cold_start: str,
     clip: bool,
-) -> dict[str, float]:
+    per_user: bool,
+) -> dict[str, float] | pd.DataFrame:
+    """One test block's prediction errors: summed, or per test user (:func:`_per_user`)."""
     u = umap[block.user_codes()]
     i = imap[block.cols]
     cold = (u < 0) | (i < 0)
@@ -68,6 +70,8 @@ def _error_partial(
     if clip:
         pred = model._clip(pred)
     err = pred.astype(np.float64) - block.data
+    if per_user:
+        return _per_user(block, err, cold, cold_start)
     if cold_start == "nan":
         err = err[~cold]
     return {
@@ -115,25 +119,11 @@ def _parse_metrics(metrics: Any) -> tuple[list[str], list[tuple[str, str, int]]]
     return errors, ranking
 
 
-def _error_per_user(
-    block: RowBlock,
-    model: FittedModel,
-    umap: np.ndarray,
-    imap: np.ndarray,
-    cold_start: str,
-    clip: bool,
-) -> pd.DataFrame:
+def _per_user(block: RowBlock, err: np.ndarray, cold: np.ndarray, cold_start: str) -> pd.DataFrame:
     """Per test user of one block: ratings scored, squared and absolute error sums."""
-    u = umap[block.user_codes()]
-    i = imap[block.cols]
-    pred = model._predict_codes(u, i)
-    if clip:
-        pred = model._clip(pred)
-    err = pred.astype(np.float64) - block.data
     rows = block.rows
     if cold_start == "nan":
-        warm = (u >= 0) & (i >= 0)
-        err, rows = err[warm], rows[warm]
+        err, rows = err[~cold], rows[~cold]
     n = np.bincount(rows, minlength=block.n_rows)
     sse = np.bincount(rows, weights=err * err, minlength=block.n_rows)
     sae = np.bincount(rows, weights=np.abs(err), minlength=block.n_rows)
@@ -294,16 +284,16 @@ def evaluate(
     d_umap = dask.delayed(umap, pure=True)
     d_imap = dask.delayed(imap, pure=True)
     err_part = rank_part = None
-    err_func = _error_per_user if per_user else _error_partial
     if err_names:
         parts = [
-            dask.delayed(err_func)(
+            dask.delayed(_error_block)(
                 b,
                 d_model,
                 d_umap,
                 d_imap,
                 cold_start,
                 clip,
+                per_user,
                 dask_key_name=key("eval-block", b.key, d_model.key, cold_start, clip, per_user),
             )
             for b in test.blocks

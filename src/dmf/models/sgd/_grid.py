@@ -121,7 +121,7 @@ def _merge_cell(
     seed: int,
     dtype: str,
     tile: int,
-    *pieces: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> GridBlock:
     """One grid block from its pieces: shuffled once from ``(seed, i, j)``, grouped by tile."""
     u = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int32)
@@ -155,20 +155,6 @@ def _grid_edges(counts: np.ndarray, d: int) -> np.ndarray:
     for k in range(1, d):
         out[k] = min(max(int(cuts[k - 1]), out[k - 1] + 1), n - (d - k))
     return out
-
-
-def _cell(
-    i: int,
-    j: int,
-    row0: int,
-    col0: int,
-    n_cols: int,
-    seed: int,
-    dtype: str,
-    tile: int,
-    pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-) -> GridBlock:
-    return _merge_cell(i, j, row0, col0, n_cols, seed, dtype, tile, *pieces)
 
 
 def _build_grid(
@@ -207,7 +193,7 @@ def _build_grid(
                       int(col_edges[j + 1] - col_edges[j]), pieces))  # fmt: skip
     merged = engine.map(
         "dsgd-grid",
-        lambda c, s, dt, t: _cell(*c[:5], s, dt, t, c[5]),
+        lambda c, s, dt, t: _merge_cell(*c[:5], s, dt, t, c[5]),
         cells,
         shared=(seed, dtype, tile),
         token=token,

@@ -134,3 +134,32 @@ def test_demo_recommends_with_the_ranking_model_items_people_know(ml100k, capsys
     assert len(counts) == 5 and float(np.median(counts)) >= 50, counts
     p_als = _value(out.replace("als implicit=True", "als_implicit"), "als_implicit")
     assert p_als >= 0.330
+
+
+def test_fit_keeps_movielens_titles_and_recommend_shows_them(ml100k, tmp_path, capsys):
+    store = tmp_path / "m.zarr"
+    code, _, err = _run(capsys, "fit", ml100k / "u1.base", "--implicit", "--iterations", "2",
+                        "--out", store, "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert "u.item" in err and "training interactions" in err
+    titles = dmf.datasets.movielens_items("100k", data_home=ml100k.parent)["title"]
+    code, out, err = _run(capsys, "recommend", store, "--users", "1", "-k", "3")
+    assert code == 0, err
+    rows = [ln for ln in out.splitlines()[1:] if ln.strip()]
+    assert len(rows) == 3 and out.splitlines()[0].split()[-1] == "title"
+    for row in rows:
+        item = int(row.split()[1])
+        assert row.endswith(titles[item])
+    code, out, err = _run(capsys, "similar", store, "--items", "50", "-k", "2")
+    assert code == 0, err
+    assert titles[int(out.splitlines()[1].split()[1])] in out.splitlines()[1]
+    # a plain CSV has no titles beside it: no title column
+    plain = tmp_path / "plain.csv"
+    pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 1], "rating": [4.0, 3.0, 5.0]}).to_csv(
+        plain, index=False
+    )
+    code, _, err = _run(capsys, "fit", plain, "--method", "baseline", "--out",
+                        tmp_path / "p.zarr", "--quiet")  # fmt: skip
+    assert code == 0 and "titles" not in err
+    code, out, _ = _run(capsys, "recommend", tmp_path / "p.zarr", "--users", "1", "-k", "1")
+    assert "title" not in out.splitlines()[0]

@@ -28,7 +28,9 @@ from dmf.cli._common import (
     _scores_table,
     _short,
     _table,
+    _titles_for,
     _user_ids,
+    _with_titles,
 )
 from dmf.datasets._movielens import VERSIONS
 
@@ -163,8 +165,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             # kept in the store for the model card (dmf info)
             model.test_metrics_ = {k: _scalar(v) for k, v in scores.items()}
         if args.out is not None:
-            where = model.save(args.out, overwrite=args.overwrite)
-            _note(f"model saved to {where}")
+            found = _titles_for(args.data)
+            where = model.save(
+                args.out, overwrite=args.overwrite, titles=None if found is None else found[0]
+            )
+            kept = "training interactions" + ("" if found is None else f", titles ({found[1]})")
+            _note(f"model saved to {where} with its {kept}")
     return 0
 
 
@@ -213,6 +219,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             if not hasattr(model, "recommend"):  # pragma: no cover - evaluation ships it
                 raise CLIError("this dmf has no recommend")
             recs = model.recommend(users=users, k=args.k, exclude=exclude)
+    recs = _with_titles(recs, model, args.model, "item")
     if args.out is None:
         print(recs.to_string(index=False))
     elif args.out.endswith(".csv"):
@@ -231,7 +238,8 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     if getattr(model, "item_factors_", None) is None:
         raise CLIError(f"MODEL {args.model!r} is a {model.kind} model: it has no item factors")
     items = _ids_like(args.items, model.items_, "--items")
-    print(model.similar_items(items, k=args.k).to_string(index=False))
+    similar = _with_titles(model.similar_items(items, k=args.k), model, args.model, "similar_item")
+    print(similar.to_string(index=False))
     return 0
 
 

@@ -13,7 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 import dmf
+import dmf.store
 
 __all__ = ["CLIError"]
 
@@ -201,6 +205,44 @@ def _load_model(path: str) -> Any:
     if "://" not in path and not Path(path).exists():
         raise CLIError(f"MODEL {path!r} not found: give a store written by 'dmf fit --out'")
     return load(path)
+
+
+#: MovieLens item files, looked for beside a MovieLens ratings file.
+_ITEM_FILES = ("u.item", "movies.dat", "movies.csv")
+
+
+def _titles_for(spec: str) -> tuple[Any, str] | None:
+    """``(item id -> title Series, where from)`` for MovieLens data, else None."""
+    m = _ML_NAME.match(spec.strip())
+    if m and not Path(spec).exists():
+        try:
+            items = dmf.datasets.movielens_items(m["name"].lower(), download=False)
+        except (dmf.DMFError, OSError, ValueError):
+            return None
+        return items["title"], f"MovieLens {m['name']}"
+    path = Path(spec)
+    name = path.name.lower()
+    if not (_ML100K_FILE.match(name) or name in _MOVIELENS_FILES) or "://" in spec:
+        return None
+    for item_file in _ITEM_FILES:
+        beside = path.parent / item_file
+        if beside.is_file():
+            try:
+                return dmf.datasets.read_movielens_items(beside)["title"], str(beside)
+            except (OSError, ValueError, IndexError, KeyError, UnicodeDecodeError):
+                return None
+    return None
+
+
+def _with_titles(frame: Any, model: Any, path: str, column: str) -> Any:
+    """``frame`` with a ``title`` column for ``column``'s items when the store keeps titles."""
+    titles = dmf.store.read_titles(path)
+    if titles is None or not isinstance(frame, pd.DataFrame) or not len(frame):
+        return frame
+    codes = model.items_.get_indexer(pd.Index(frame[column].to_numpy()))
+    frame = frame.copy()
+    frame["title"] = np.where(codes >= 0, titles[np.maximum(codes, 0)], "")
+    return frame
 
 
 def _user_ids(text: str, model: Any) -> list[Any]:

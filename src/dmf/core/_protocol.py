@@ -122,6 +122,8 @@ class FittedModel:
         """Record what the fit saw: id maps, counts, mean, scale, data fingerprint."""
         self.users_ = ratings.users
         self.items_ = ratings.items
+        # kept (a reference, not a copy) so that save can store what serving needs
+        self._train_ratings = ratings
         self.user_counts_ = np.asarray(ratings.user_counts, dtype=np.int64)
         self.item_counts_ = np.asarray(ratings.item_counts, dtype=np.int64)
         self.global_mean_ = float(ratings.global_mean)
@@ -327,6 +329,7 @@ class FittedModel:
         # caches of dmf.serving._recommend (exclusion lists, normalised factors) stay local
         state = self.__dict__.copy()
         state.pop("_rec_cache", None)
+        state.pop("_train_ratings", None)  # never ship the training data with the model
         return state
 
 

@@ -389,9 +389,26 @@ def movielens_items(
     'Toy Story (1995)'
     """
     v = _check_name(name)
-    folder = movielens_path(name, data_home, download)
-    path = folder / v.items
-    if v.fmt == "tab":
+    return read_movielens_items(movielens_path(name, data_home, download) / v.items)
+
+
+def read_movielens_items(path: Any) -> pd.DataFrame:
+    """Titles and genres from a MovieLens item file: ``u.item``, ``movies.dat`` or ``movies.csv``.
+
+    The format is told by the file's name; the frame is the one
+    :func:`movielens_items` returns (index ``item``, columns ``title``, ``genres``).
+
+    Examples
+    --------
+    >>> import dmf
+    >>> from dmf.datasets import read_movielens_items
+    >>> path = dmf.datasets.movielens_path("100k", download=False) / "u.item"  # doctest: +SKIP
+    >>> read_movielens_items(path).loc[1, "title"]  # doctest: +SKIP
+    'Toy Story (1995)'
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.name == "u.item":
         genre_names = _genres_100k(folder)
         raw = pd.read_csv(path, sep="|", header=None, encoding="latin-1")
         flags = raw.iloc[:, 5:].to_numpy(dtype=bool)
@@ -400,7 +417,7 @@ def movielens_items(
         out = pd.DataFrame({"title": raw[1].astype(str), "genres": genres})
         out.index = pd.Index(raw[0].astype(np.int64), name="item")
         return out
-    if v.fmt == "dat":
+    if path.suffix == ".dat":
         raw_bytes = path.read_bytes()
         try:  # 10M's movies.dat is UTF-8, 1M's is Latin-1
             text = raw_bytes.decode("utf-8")

@@ -57,11 +57,21 @@ class Recommender(FittedModel):
     """
 
     # ------------------------------------------- persistence and fold-in
-    def save(self, path: Any, overwrite: bool = False, **storage_options: Any) -> str:
+    def save(
+        self,
+        path: Any,
+        overwrite: bool = False,
+        *,
+        interactions: Any = None,
+        titles: Any = None,
+        **storage_options: Any,
+    ) -> str:
         """Save the fitted model to a Zarr store: a local path or any fsspec URL.
 
         See :func:`dmf.store._persist.save` (crash-safe; ``overwrite=True`` to replace
         an existing store). Returns the store's URL; :func:`dmf.load` reads it.
+        The store keeps the training interactions (``interactions=False``: not)
+        and, when given, item ``titles``: what ``dmf serve`` needs besides the factors.
 
         Examples
         --------
@@ -71,7 +81,14 @@ class Recommender(FittedModel):
         'memory:///doc/m.zarr'
         """
 
-        return save(self, path, overwrite=overwrite, **storage_options)
+        return save(
+            self,
+            path,
+            overwrite=overwrite,
+            interactions=interactions,
+            titles=titles,
+            **storage_options,
+        )
 
     def to_xarray(self, chunked: bool = False) -> Any:
         """The fitted model as an :class:`xarray.Dataset` (see :func:`dmf.store.to_xarray`).

@@ -230,7 +230,7 @@ def create_app(
                 return {"seq": seq, "snapshot": state.current.get("snapshot")}
             model = await anyio.to_thread.run_sync(service.snapshot_model, changed, vectors)
             name = await anyio.to_thread.run_sync(
-                state.write_snapshot, model, changed, seq, service.item_values
+                state.write_snapshot, model, changed, seq, service.item_values, service.extras()
             )
             snap["last"], snap["error"] = name, None
             return {"seq": seq, "snapshot": name}

@@ -19,9 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--snapshot-every", type=int, help="fold the log into a new store every N events"
     )
     parser.add_argument(
-        "--interactions", help="CSV/Parquet of training user,item[,rating]: excluded and folded"
+        "--interactions",
+        help="CSV/Parquet of training user,item[,rating] (default: those the store keeps)",
     )
-    parser.add_argument("--titles", help="CSV with item,title columns shown by the page")
+    parser.add_argument(
+        "--titles", help="MovieLens item file or CSV item,title (default: the store's titles)"
+    )
     parser.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask")
     parser.add_argument(
         "--body-limit", type=int, default=1 << 20, help="largest request body in bytes"

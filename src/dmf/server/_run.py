@@ -69,8 +69,10 @@ def serve(
     interactions : str, optional
         CSV/Parquet of the training ``user, item[, rating]``: left out of a
         user's recommendations and part of the history events are folded with.
+        By default the interactions the store keeps (``model.save`` writes them).
     titles : str, optional
-        Item titles for the page (MovieLens ``u.item``/``movies.csv`` or ``item,title``).
+        Item titles (MovieLens ``u.item``/``movies.dat``/``movies.csv`` or a CSV
+        ``item,title``); by default the titles the store keeps.
     max_k, body_limit : int
         Largest ``k`` and request body (bytes) accepted.
 

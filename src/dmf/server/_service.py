@@ -92,6 +92,10 @@ class Service:
         self.model = model
         self.users: pd.Index = model.users_
         self.items: pd.Index = model.items_
+        # pandas builds an index's hash table lazily, not thread-safely, and a snapshot
+        # thread looks users up beside the event loop: build both tables now, once.
+        self.users.get_indexer(self.users[:1])
+        self.items.get_indexer(self.items[:1])
         self.item_values = self.items.to_numpy()
         self.int_users = self.users.dtype.kind in "iu"
         self.int_items = self.items.dtype.kind in "iu"
@@ -358,6 +362,16 @@ class Service:
         new.users_ = self.users.append(pd.Index(added, dtype=self.users.dtype))
         new.user_bias_, new.user_counts_ = bias, counts
         return new
+
+    def extras(self) -> dict[str, Any]:
+        """What a snapshot store keeps besides the model: training interactions, titles."""
+        h = self.histories
+        inter = (h.indptr, h.codes, h.weights) if h.has_training else False
+        titles = None
+        if self.titles:
+            codes = list(self.titles)
+            titles = pd.Series(list(self.titles.values()), index=self.items[codes])
+        return {"interactions": inter, "titles": titles}
 
     def _row(self, user: Any) -> int:
         """The user's row in the model (seen in training or not), else -1."""

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import dmf
+import dmf.store
 from dmf.server._history import Histories, read_interactions
 from dmf.server._log import EventLog, _fsync_dir
 from dmf.server._service import Service
@@ -99,15 +100,24 @@ class StateDir:
             )
 
     def write_snapshot(
-        self, model: Any, changed: dict[Any, tuple[np.ndarray, np.ndarray]], seq: int, items: Any
+        self,
+        model: Any,
+        changed: dict[Any, tuple[np.ndarray, np.ndarray]],
+        seq: int,
+        items: Any,
+        extras: dict[str, Any] | None = None,
     ) -> str:
-        """Write a snapshot covering events ``<= seq`` and make it current."""
+        """Write a snapshot covering events ``<= seq`` and make it current.
+
+        ``extras`` are passed to ``model.save`` (the training interactions and
+        titles the server was started with), so a restart from the snapshot has them.
+        """
         name = f"snapshot-{seq:012d}"
         final = os.path.join(self.path, name)
         tmp = final + ".writing"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
-        model.save(os.path.join(tmp, "model.zarr"))
+        model.save(os.path.join(tmp, "model.zarr"), **(extras or {}))
         Histories.write(os.path.join(tmp, "history.zarr"), changed, items)
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
@@ -119,6 +129,28 @@ class StateDir:
         if old and old != name:
             shutil.rmtree(os.path.join(self.path, old), ignore_errors=True)
         return name
+
+
+def _stored_interactions(model: Any, path: str, store: str) -> Histories:
+    """The training interactions kept in the store (a snapshot's, else the original's)."""
+    for where in dict.fromkeys([path, store]):
+        found = dmf.store.read_interactions(where)
+        if found is not None:
+            indptr, codes, weights = found
+            if len(indptr) - 1 > len(model.users_) or (
+                len(codes) and int(codes.max()) >= len(model.items_)
+            ):
+                raise dmf.StoreError(f"{where}: the interactions do not fit the model's ids")
+            return Histories(len(model.users_), indptr, codes, weights)
+    return Histories(len(model.users_))
+
+
+def _stored_titles(path: str, store: str) -> dict[int, str] | None:
+    for where in dict.fromkeys([path, store]):
+        found = dmf.store.read_titles(where)
+        if found is not None:
+            return {c: t for c, t in enumerate(found.tolist()) if t}
+    return None
 
 
 def open_service(
@@ -154,8 +186,11 @@ def open_service(
     if interactions is not None:
         histories = read_interactions(interactions, model.users_, model.items_)
     else:
-        histories = Histories(len(model.users_))
-    title_map = read_titles(titles, model.items_) if titles is not None else None
+        histories = _stored_interactions(model, path, store)
+    if titles is not None:
+        title_map = read_titles(titles, model.items_)
+    else:
+        title_map = _stored_titles(path, store)
     service = Service(model, histories, shards=shards, max_k=max_k, titles=title_map)
     replayed = 0
     if state_dir is not None:

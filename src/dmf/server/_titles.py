@@ -1,4 +1,4 @@
-"""Item titles for the page: MovieLens ``u.item`` / ``movies.csv``, or a CSV ``item,title``."""
+"""Item titles for the page: MovieLens item files, or any CSV with item and title."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import pandas as pd
 
 import dmf
+from dmf.datasets import read_movielens_items
 
 __all__ = ["read_titles"]
 
@@ -14,7 +15,7 @@ __all__ = ["read_titles"]
 def read_titles(path: str, items: pd.Index) -> dict[int, str]:
     """``{item code: title}`` of the model's items found in ``path``.
 
-    ``path`` is MovieLens' ``u.item`` (ML-100K: ``|``-separated, Latin-1),
+    ``path`` is MovieLens' ``u.item`` (ML-100K), ``movies.dat`` (1M, 10M),
     a ``movies.csv`` (``movieId,title,...``) or any CSV with ``item`` and
     ``title`` columns. Titles of items the model does not have are not used
     (a catalogue lists items nobody rated); the page shows ids where a title
@@ -23,14 +24,11 @@ def read_titles(path: str, items: pd.Index) -> dict[int, str]:
     if not os.path.exists(path):
         raise dmf.ParameterError(f"titles file {path} does not exist")
     try:
-        if os.path.basename(path) == "u.item":
-            frame = pd.read_csv(
-                path, sep="|", header=None, usecols=[0, 1], names=["item", "title"],
-                encoding="latin-1",
-            )  # fmt: skip
+        if os.path.basename(path) in ("u.item", "movies.dat"):
+            frame = read_movielens_items(path).reset_index()
         else:
             frame = pd.read_csv(path).rename(columns={"movieId": "item"})
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+    except (ValueError, IndexError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise dmf.ParameterError(f"titles file {path} cannot be read: {e}") from e
     if not {"item", "title"} <= set(frame.columns):
         raise dmf.ParameterError(

@@ -1,5 +1,6 @@
 """Fitted models and checkpoints in Zarr, on any fsspec URL, complete or absent."""
 
 from dmf.store._persist import load, save, to_xarray
+from dmf.store._serving import read_interactions, read_titles
 
-__all__ = ["load", "save", "to_xarray"]
+__all__ = ["load", "read_interactions", "read_titles", "save", "to_xarray"]

@@ -39,7 +39,9 @@ import xarray as xr
 from dmf._errors import NotFittedError, ParameterError, StoreError
 from dmf.core._protocol import FittedModel, _dmf_version
 from dmf.core._registry import kinds, model_class
+from dmf.data._ratings import check_ratings
 from dmf.store._location import Location, dumps_json, loads_json, open_group, resolve
+from dmf.store._serving import interactions_of, titles_of, write_extras
 
 __all__ = ["FORMAT_VERSION", "load", "save", "to_xarray"]
 
@@ -240,7 +242,15 @@ def _is_dmf_store(loc: Location) -> bool:
     return "dmf_format" in group.attrs
 
 
-def save(model: FittedModel, path: Any, overwrite: bool = False, **storage_options: Any) -> str:
+def save(
+    model: FittedModel,
+    path: Any,
+    overwrite: bool = False,
+    *,
+    interactions: Any = None,
+    titles: Any = None,
+    **storage_options: Any,
+) -> str:
     """Save a fitted model to a Zarr store at a local path or any fsspec URL.
 
     Parameters
@@ -252,6 +262,12 @@ def save(model: FittedModel, path: Any, overwrite: bool = False, **storage_optio
         Replace an existing dmf model store at ``path``. Without it an
         existing path is a :class:`dmf.StoreError`; a path holding something
         that is not a dmf store is never deleted.
+    interactions : Ratings or False, optional
+        Training interactions to keep in the store (what ``dmf serve`` leaves
+        out of recommendations and folds new events in with). By default the
+        ratings the model was fitted on; ``False`` keeps none.
+    titles : pandas.Series or dict, optional
+        Item id -> title, shown by ``dmf recommend``, ``dmf similar`` and ``dmf serve``.
     **storage_options
         Passed to fsspec (credentials, endpoint, ...).
 
@@ -282,6 +298,7 @@ def save(model: FittedModel, path: Any, overwrite: bool = False, **storage_optio
         raise NotFittedError(f"this {type(model).__name__} is not fitted yet: nothing to save")
     if not isinstance(overwrite, bool):
         raise ParameterError(f"overwrite={overwrite!r} is not allowed: overwrite must be a bool")
+    extras = _serving_extras(model, interactions, titles)
     loc = resolve(path, storage_options)
     exists = loc.exists() and not loc.is_empty_dir()
     if exists:
@@ -295,6 +312,7 @@ def save(model: FittedModel, path: Any, overwrite: bool = False, **storage_optio
         tmp = loc.temp_sibling("saving")
         try:
             _write(model, tmp)
+            write_extras(tmp, *extras)
             _mark_complete(tmp)
             if exists:
                 old = loc.temp_sibling("replaced")
@@ -311,8 +329,22 @@ def save(model: FittedModel, path: Any, overwrite: bool = False, **storage_optio
         if exists:
             loc.rm()
         _write(model, loc)
+        write_extras(loc, *extras)
         _mark_complete(loc)
     return loc.url
+
+
+def _serving_extras(model: FittedModel, interactions: Any, titles: Any) -> tuple[Any, Any]:
+    """``(interactions CSR or None, titles by item code or None)`` to write (see ._serving)."""
+    if interactions is None:
+        interactions = getattr(model, "_train_ratings", None)
+    if interactions is False or interactions is None:
+        inter = None
+    elif isinstance(interactions, tuple):  # already a CSR by the model's codes
+        inter = interactions
+    else:
+        inter = interactions_of(model, check_ratings(interactions, "interactions"))
+    return inter, None if titles is None else titles_of(model, titles)
 
 
 def _open_dataset(loc: Location, group: str | None) -> xr.Dataset:

@@ -204,3 +204,22 @@ def test_ml100k_blend_beats_its_best_member(u1):
         got = dmf.evaluate(model, test)["rmse"]
     # Measured: ALS 0.9306, SGD 0.9338, baseline 0.9615, blend 0.9254.
     assert got <= min(rmses) - 0.003, (got, rmses, model.weights_)
+
+
+@pytest.mark.parametrize("method", ["nnls", "fwls"])
+def test_refit_keeps_the_weights_on_refitted_members(data, method):
+    train, valid, members = data
+    model = dmf.blend(members, validation=valid, method=method)
+    both = dmf.from_pandas(pd.concat([train.to_pandas(), valid.to_pandas()]))
+    more = model.refit(both)
+    assert type(more) is dmf.Blend and more.intercept_ == model.intercept_
+    np.testing.assert_array_equal(more.weights_, model.weights_)
+    if method == "fwls":
+        np.testing.assert_array_equal(more.feature_weights_, model.feature_weights_)
+    fresh = [type(m)(**m.get_params()).fit(both) for m in members]
+    ref = dmf.Blend(method=method)
+    ref.__dict__.update({k: v for k, v in model.__dict__.items() if k.startswith("feature_")})
+    ref._adopt(fresh, model.weights_, model.intercept_)
+    users, items = list(both.users[:15]), list(both.items[:15])
+    np.testing.assert_allclose(more.predict(users, items), ref.predict(users, items), atol=1e-6)
+    assert not np.allclose(more.predict(users, items), model.predict(users, items))

@@ -79,3 +79,26 @@ def test_bad_input(parts):
         dmf.RankBlend().fit(members)
     with pytest.raises(dmf.ParameterError, match="models is empty"):
         dmf.blend([], validation=valid, objective="ndcg@5")
+
+
+def test_refit_keeps_the_weights_and_refits_every_member(parts, tmp_path):
+    members, train, valid, model = parts
+    full = random_ratings(n_users=80, n_items=40, seed=5)
+    before = model.weights_.copy()
+    more = model.refit(full)
+    assert isinstance(more, dmf.RankBlend) and more is not model
+    np.testing.assert_array_equal(more.weights_, before)
+    np.testing.assert_array_equal(model.weights_, before)  # the original is untouched
+    assert more.validation_score_ == model.validation_score_
+    assert all(m.user_counts_.sum() == train.nnz for m in model.members_)
+    u = np.arange(len(more.users_))
+    seen = more.item_counts_ > 0
+    fresh = [type(m)(**m.get_params()).fit(full) for m in members]
+    ref = sum(
+        w * _z(m._score_users(u).astype(np.float64), seen)
+        for m, w in zip(fresh, before, strict=True)
+    )
+    np.testing.assert_allclose(more._score_users(u), ref, rtol=1e-5, atol=1e-5)
+    assert int(more.user_counts_.sum()) == full.nnz
+    back = dmf.load(more.save(tmp_path / "refit.zarr"))
+    np.testing.assert_allclose(back._score_users(u), more._score_users(u), atol=1e-6)

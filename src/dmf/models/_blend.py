@@ -33,11 +33,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import xarray as xr
 from scipy.optimize import nnls
 
 from dmf._errors import RatingsError, check_choice, check_float
 from dmf.evaluation._metrics import to_ratings
+from dmf.models._fusion import Fusion
 from dmf.models._rank_blend import RankBlend
 from dmf.models._recommender import Recommender, check_members
 
@@ -78,7 +78,7 @@ def _fit_weights(
     return np.asarray(w, dtype=np.float64), float(ym - xm @ w)
 
 
-class Blend(Recommender):
+class Blend(Fusion):
     r"""A linear blend of fitted dmf models (build one with :func:`dmf.blend`).
 
     Prediction: :math:`c + \sum_j w_j \operatorname{clip}(\hat r^{(j)}_{ui})`,
@@ -195,32 +195,22 @@ class Blend(Recommender):
 
     def _adopt(self, members: list[Recommender], w: np.ndarray, c: float) -> None:
         """Set the fitted state from members, weights and intercept."""
-        first = members[0]
-        self.users_ = first.users_
-        self.items_ = first.items_
-        self.user_counts_ = np.asarray(first.user_counts_, dtype=np.int64)
-        self.item_counts_ = np.asarray(first.item_counts_, dtype=np.int64)
+        first = self._adopt_members(members, w)
         self.global_mean_ = float(first.global_mean_)
         self.rating_scale_ = tuple(first.rating_scale_)
-        self.row_edges_ = np.asarray(getattr(first, "row_edges_", [0, len(first.users_)]))
-        self.train_info_ = dict(getattr(first, "train_info_", {}))
-        if not hasattr(self, "history_"):
-            self.history_ = []
-        self.members_ = list(members)
-        self.weights_ = np.asarray(w, dtype=np.float64)
         self.intercept_ = float(c)
-        self.user_factors_ = None
-        self.item_factors_ = None
         self._maps = [
             None
             if (m.users_.equals(first.users_) and m.items_.equals(first.items_))
             else (m._user_codes(first.users_), m._item_codes(first.items_))
             for m in members
         ]
-        self.user_bias_ = np.zeros(len(self.users_), dtype=np.float32)
         cold = np.full(len(self.items_), -1, dtype=np.int64)
         fallback = self._predict_codes(cold, np.arange(len(self.items_)))
         self.item_bias_ = (fallback - self.global_mean_).astype(np.float32)
+
+    def _adopt_weights(self, members: list[Recommender]) -> None:
+        self._adopt(members, self.weights_, float(self.intercept_))
 
     # ----------------------------------------------------------- prediction
     def _member_codes(self, j: int, u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -286,25 +276,17 @@ class Blend(Recommender):
 
     # ---------------------------------------------------- persistence hooks
     def _store_variables(self) -> dict[str, Any]:
-        kinds = [m.kind for m in self.members_]
-        out = {"weights": xr.DataArray(self.weights_, dims=("member",), attrs={"kinds": kinds})}
+        out: dict[str, Any] = {"weights": self._weights_variable()}
         if getattr(self, "feature_weights_", None) is not None:
             out["feature_weights"] = (("member", "feature"), self.feature_weights_)
             out["feature_intercepts"] = (("feature",), self.feature_intercepts_)
         return out
 
-    def _store_children(self) -> dict[str, Recommender]:
-        return {f"member_{j}": m for j, m in enumerate(self.members_)}
-
     def _restore_store(self, ds: Any, read_child: Any) -> None:
-        w = np.asarray(ds["weights"].values, dtype=np.float64)
         if "feature_weights" in ds:
             self.feature_weights_ = np.asarray(ds["feature_weights"].values, dtype=np.float64)
             self.feature_intercepts_ = np.asarray(ds["feature_intercepts"].values, np.float64)
-        members = [read_child(f"member_{j}") for j in range(len(w))]
-        history = self.history_
-        self._adopt(members, w, float(self.intercept_))
-        self.history_ = history
+        self._restore_members(ds, read_child)
 
     # --------------------------------------------------------------- fold-in
     def fold_in(self, new_ratings: Any, *, unknown_items: str = "raise") -> Blend:
@@ -383,9 +365,8 @@ def blend(
     Examples
     --------
     >>> import dmf
-    >>> from dmf.testing import random_ratings
-    >>> r = random_ratings(n_users=40, n_items=30, seed=2)
-    >>> train, valid = dmf.split.random(r, test_size=0.25, seed=0)
+    >>> ratings = dmf.testing.random_ratings(n_users=40, n_items=30, seed=2)
+    >>> train, valid = dmf.split.random(ratings, test_size=0.25, seed=0)
     >>> members = [dmf.Baseline(reg_user=r, reg_item=r).fit(train) for r in (0, 5, 50)]
     >>> model = dmf.blend(members, validation=valid, method="ridge")
     >>> len(model.weights_), type(model).__name__

@@ -22,12 +22,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from dmf._errors import ParameterError, RatingsError, check_int
 from dmf.evaluation import evaluate
 from dmf.evaluation._metrics import to_ratings
 from dmf.evaluation._ranking import parse_ranking_metric
+from dmf.models._fusion import Fusion
 from dmf.models._recommender import Recommender, check_members
 
 __all__ = ["RankBlend"]
@@ -36,7 +36,7 @@ __all__ = ["RankBlend"]
 _LADDER = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
-class RankBlend(Recommender):
+class RankBlend(Fusion):
     r"""Members' per-user standardised scores, weighted for a ranking metric.
 
     Build one with ``dmf.blend(models, validation=..., objective="ndcg@10", train=...)``.
@@ -66,8 +66,7 @@ class RankBlend(Recommender):
     --------
     >>> import dmf
     >>> from dmf.testing import random_ratings
-    >>> r = random_ratings(n_users=60, n_items=30, seed=0)
-    >>> train, valid = dmf.split.random(r, test_size=0.3, seed=0)
+    >>> train, valid = dmf.split.by_user(random_ratings(n_users=60, n_items=30), test_size=0.3)
     >>> members = [dmf.Popular().fit(train), dmf.ALS(implicit=True, rank=4).fit(train)]
     >>> model = dmf.blend(members, validation=valid, objective="ndcg@5", train=train)
     >>> model.validation_score_ >= max(model.member_scores_)
@@ -89,8 +88,7 @@ class RankBlend(Recommender):
         Examples
         --------
         >>> import dmf
-        >>> from dmf.testing import random_ratings
-        >>> r = random_ratings(n_users=40, n_items=20, seed=1)
+        >>> r = dmf.testing.random_ratings(n_users=40, n_items=20, seed=1)
         >>> train, valid = dmf.split.random(r, test_size=0.3, seed=0)
         >>> m = dmf.RankBlend("precision@3").fit([dmf.Popular().fit(train)], valid, train)
         >>> m.weights_.tolist()
@@ -154,25 +152,16 @@ class RankBlend(Recommender):
         return self
 
     def _adopt(self, members: list[Recommender], w: np.ndarray) -> None:
-        first = members[0]
-        self.users_, self.items_ = first.users_, first.items_
-        self.user_counts_ = np.asarray(first.user_counts_, dtype=np.int64)
-        self.item_counts_ = np.asarray(first.item_counts_, dtype=np.int64)
+        self._adopt_members(members, w)
         self.global_mean_ = 0.0
         self.rating_scale_ = (-np.inf, np.inf)
-        self.row_edges_ = np.asarray(getattr(first, "row_edges_", [0, len(first.users_)]))
-        self.train_info_ = dict(getattr(first, "train_info_", {}))
-        if not hasattr(self, "history_"):
-            self.history_ = []
-        self.members_ = list(members)
-        self.weights_ = np.asarray(w, dtype=np.float64)
-        self.user_factors_ = self.item_factors_ = None
-        self.user_bias_ = np.zeros(len(self.users_), dtype=np.float32)
         # users unseen in training are ranked by the members' cold-start scores, blended
         self.item_bias_ = np.zeros(len(self.items_), dtype=np.float32)
         cold = self._blend(lambda m: (m.global_mean_ + m.item_bias_)[None, :].astype(np.float32))
         self.item_bias_ = cold[0]
-        self.__dict__.pop("_rec_cache", None)
+
+    def _adopt_weights(self, members: list[Recommender]) -> None:
+        self._adopt(members, self.weights_)
 
     def _blend(self, scores_of: Any) -> np.ndarray:
         seen = np.asarray(self.item_counts_) > 0
@@ -206,18 +195,11 @@ class RankBlend(Recommender):
 
     # ---------------------------------------------------- persistence hooks
     def _store_variables(self) -> dict[str, Any]:
-        kinds = [m.kind for m in self.members_]
         return {
             "user_bias": (("user",), self.user_bias_),
             "item_bias": (("item",), self.item_bias_),
-            "weights": xr.DataArray(self.weights_, dims=("member",), attrs={"kinds": kinds}),
+            "weights": self._weights_variable(),
         }
 
-    def _store_children(self) -> dict[str, Recommender]:
-        return {f"member_{j}": m for j, m in enumerate(self.members_)}
-
     def _restore_store(self, ds: Any, read_child: Any) -> None:
-        w = np.asarray(ds["weights"].values, dtype=np.float64)
-        history = self.history_
-        self._adopt([read_child(f"member_{j}") for j in range(len(w))], w)
-        self.history_ = history
+        self._restore_members(ds, read_child)

@@ -82,7 +82,7 @@ def test_bad_input(parts):
 
 
 def test_refit_keeps_the_weights_and_refits_every_member(parts, tmp_path):
-    members, train, valid, model = parts
+    members, train, _, model = parts
     full = random_ratings(n_users=80, n_items=40, seed=5)
     before = model.weights_.copy()
     more = model.refit(full)

@@ -71,8 +71,10 @@ def run_fold(fold: str) -> dict[str, Any]:
     out = {
         "fold": fold,
         "weights": dict(zip(names, rb.weights_.tolist(), strict=True)),
-        "validation_ndcg@10": {"blend": rb.validation_score_,
-                               **dict(zip(names, rb.member_scores_, strict=True))},  # fmt: skip
+        "validation_ndcg@10": {
+            "blend": rb.validation_score_,
+            **dict(zip(names, rb.member_scores_, strict=True)),
+        },
         "seconds": {"members_fit": fit_s, "weight_search": blend_s, "refit": refit_s},
         "rows": rows,
         "best_member": best["model"],
@@ -95,6 +97,11 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def write_json(path: Path, out: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, default=float) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", default="u1", help="comma-separated official folds, u1 ... u5")
@@ -115,10 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     out["folds"] = [run_fold(f.strip()) for f in args.folds.split(",") if f.strip()]
     out["load_after"] = os.getloadavg()
-    print(table(out["folds"]))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1, default=float) + "\n")
+        write_json(args.json, out)
+    print(table(out["folds"]))
     return 0
 
 

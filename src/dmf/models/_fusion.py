@@ -87,7 +87,8 @@ class Fusion(Recommender):
         >>> part, held = dmf.split.by_user(full, test_size=0.2, seed=1)
         >>> small = dmf.blend([dmf.Popular().fit(part), dmf.Baseline().fit(part)], held)
         >>> more = small.refit(full)
-        >>> int(more.members_[0].user_counts_.sum()) == full.nnz, bool((more.weights_ == small.weights_).all())
+        >>> same = bool((more.weights_ == small.weights_).all())
+        >>> int(more.members_[0].user_counts_.sum()) == full.nnz, same
         (True, True)
         """
         self._check_fitted()

@@ -26,15 +26,16 @@ def _block(rng, n_u, n_i, nnz, tile=8):
 
 
 @pytest.mark.parametrize(
-    ("k", "dtype", "biases", "verify", "col0"),
+    ("k", "dtype", "biases", "verify", "col0", "popular"),
     [
-        (5, np.float32, True, True, 0),  # any rank: plain loops; every negative in the block
-        (16, np.float32, True, True, 0),  # compiled for the rank: vector dot products
-        (8, np.float64, False, False, 0),  # unverified draws may hit the positive itself
-        (16, np.float32, True, True, 7),  # a block inside a larger catalogue
+        (5, np.float32, True, True, 0, False),  # any rank: plain loops; negatives in the block
+        (16, np.float32, True, True, 0, False),  # compiled for the rank: vector dot products
+        (8, np.float64, False, False, 0, False),  # unverified draws may hit the positive itself
+        (16, np.float32, True, True, 7, False),  # a block inside a larger catalogue
+        (16, np.float32, True, True, 7, True),  # negatives in proportion to their counts
     ],
 )
-def test_kernel_matches_plain_python_reference(k, dtype, biases, verify, col0):
+def test_kernel_matches_plain_python_reference(k, dtype, biases, verify, col0, popular):
     rng = np.random.default_rng(k + col0)
     n_u, n_i, n_all = 30, 20, 20 + 2 * col0
     users, items, tiles = _block(rng, n_u, n_i, 300)
@@ -43,6 +44,7 @@ def test_kernel_matches_plain_python_reference(k, dtype, biases, verify, col0):
     lu = np.concatenate([users, extra // col0]) if col0 else users
     li = np.concatenate([items + col0, extra % col0]) if col0 else items
     indptr, indices = user_lists(lu, li, n_u)
+    cum = np.cumsum(np.bincount(li, minlength=n_all)) if popular else np.zeros(0, np.int64)
     lo, hi = visit_segments(tiles, 123, 16)
     P0 = rng.normal(0, 0.3, (n_u, k)).astype(dtype)
     Qs = rng.normal(0, 0.3, (n_all, k)).astype(dtype)
@@ -52,9 +54,9 @@ def test_kernel_matches_plain_python_reference(k, dtype, biases, verify, col0):
     kernel = bpr_block if k % 8 else bpr_kernel_for(k)
     args = (0.05, 0.01, 0.02, biases)
     kernel(users, items, lo, hi, indptr, indices, np.uint64(99), P, Q, b, Qs, bs, col0,
-           *args, verify, stats)  # fmt: skip
+           *args, verify, cum, stats)  # fmt: skip
     triples = sample_triples(
-        users, items, visit_order(lo, hi), indptr, indices, np.uint64(99), n_all, verify
+        users, items, visit_order(lo, hi), indptr, indices, np.uint64(99), n_all, verify, cum
     )
     pairs = sorted(zip(users.tolist(), items.tolist(), strict=True))
     assert sorted(map(tuple, triples[:, :2].tolist())) == pairs
@@ -79,16 +81,35 @@ def test_verified_negatives_are_uniform_over_the_items_left():
     key = np.uint64(stream_key(1, NEGATIVES, 0, 0, 0))
     n = 7000
     zeros = np.zeros(n, np.int32)
-    seen = sample_triples(zeros, zeros, np.arange(n), indptr, indices, key, 8, True)[:, 2]
+    none = np.zeros(0, np.int64)
+    seen = sample_triples(zeros, zeros, np.arange(n), indptr, indices, key, 8, True, none)[:, 2]
     counts = np.bincount(seen, minlength=8)
     assert counts[[1, 2, 5]].sum() == 0
     assert ((counts[[0, 3, 4, 6, 7]] - 1400) ** 2 / 1400).sum() < 18.5  # chi-square, p < 0.001
-    assert draw_negative(key, indptr, indices, 1, 3, True)[1] == -1
-    assert 0 <= draw_negative(key, indptr, indices, 2, 3, True)[1] < 3
+    assert draw_negative(key, indptr, indices, 1, 3, none, True)[1] == -1
+    assert 0 <= draw_negative(key, indptr, indices, 2, 3, none, True)[1] < 3
     # A user who has nearly every item: the direct draw after TRIES misses.
     many = np.arange(1000)
     ip, ix = user_lists(np.zeros(999, np.int64), np.delete(many, 637), 1)
-    assert {draw_negative(np.uint64(s), ip, ix, 0, 1000, True)[1] for s in range(50)} == {637}
+    assert {draw_negative(np.uint64(s), ip, ix, 0, 1000, none, True)[1] for s in range(50)} == {637}
+
+
+def test_popular_negatives_follow_the_counts():
+    # Counts 0, 3, 1, 6 (items 0 .. 3); user 0 has item 1, user 1 nothing.
+    cum = np.cumsum([0, 3, 1, 6])
+    indptr, indices = user_lists(np.array([0]), np.array([1]), 2)
+    key = np.uint64(stream_key(2, NEGATIVES, 0, 0, 0))
+    n = 7000
+    zeros, ones = np.zeros(n, np.int32), np.ones(n, np.int32)
+    free = sample_triples(ones, zeros, np.arange(n), indptr, indices, key, 4, False, cum)[:, 2]
+    counts = np.bincount(free, minlength=4)
+    want = n * np.array([0, 3, 1, 6]) / 10
+    assert counts[0] == 0 and ((counts[1:] - want[1:]) ** 2 / want[1:]).sum() < 13.8  # p < 0.001
+    # Verified for user 0: item 1 is drawn again, so 2 and 3 come 1 : 6.
+    kept = sample_triples(zeros, zeros, np.arange(n), indptr, indices, key, 4, True, cum)[:, 2]
+    counts = np.bincount(kept, minlength=4)
+    want = n * np.array([0, 0, 1, 6]) / 7
+    assert counts[:2].sum() == 0 and ((counts[2:] - want[2:]) ** 2 / want[2:]).sum() < 10.8
 
 
 def test_skipped_interactions_take_no_step():
@@ -97,5 +118,6 @@ def test_skipped_interactions_take_no_step():
     P, Q, b = np.ones((1, 4), np.float32), np.ones((3, 4), np.float32), np.zeros(3, np.float32)
     stats = np.zeros(3)
     bpr_block(users, items, np.array([0]), np.array([3]), indptr, indices, np.uint64(1),
-              P, Q, b, Q.copy(), b.copy(), 0, 0.1, 0.0, 0.0, True, True, stats)  # fmt: skip
+              P, Q, b, Q.copy(), b.copy(), 0, 0.1, 0.0, 0.0, True, True, np.zeros(0, np.int64),
+              stats)  # fmt: skip
     assert stats.tolist() == [0.0, 0.0, 3.0] and (P == 1).all() and (Q == 1).all()

@@ -23,9 +23,12 @@ def small():
 
 
 # --------------------------------------------------------------------- fit
-def test_single_block_epoch_equals_reference_bpr(small):
+@pytest.mark.parametrize("negatives", ["uniform", "popular"])
+def test_single_block_epoch_equals_reference_bpr(small, negatives):
     """grid=1, one epoch: the fitted model is the plain-Python BPR over the same triples."""
     params = {"rank": 6, "max_iter": 1, "grid": 1, "lr": 0.05, "reg": 0.02, "reg_bias": 0.01}
+    params["negatives"] = negatives
+    cum = np.cumsum(small.item_counts) if negatives == "popular" else np.zeros(0, np.int64)
     model = dmf.BPR(**params, seed=7).fit(small)
     edges_u, edges_i = np.array([0, small.n_users]), np.array([0, small.n_items])
     (blk,) = _build_grid(small, edges_u, edges_i, 7, "float32", tile_rows(16, 4))[0]
@@ -33,7 +36,8 @@ def test_single_block_epoch_equals_reference_bpr(small):
     indptr, indices = _lists_from_blocks(edges_u, edges_i, 0, 1, [blk])
     visit = visit_order(*visit_segments(blk.tiles, stream_key(7, CHUNKS, 0, 0, 0)))
     key = np.uint64(stream_key(7, NEGATIVES, 0, 0, 0))
-    triples = sample_triples(blk.users, blk.items, visit, indptr, indices, key, small.n_items, True)
+    n_items = small.n_items
+    triples = sample_triples(blk.users, blk.items, visit, indptr, indices, key, n_items, True, cum)
     rng = np.random.default_rng([7, 0])
     P = rng.normal(0.0, model.init_scale, (small.n_users, 6)).astype(np.float32).astype(float)
     Q = rng.normal(0.0, model.init_scale, (small.n_items, 6)).astype(np.float32).astype(float)
@@ -70,8 +74,9 @@ def test_inprocess_lanes_equal_the_dask_graph(small, monkeypatch, grid, epochs):
     _same(a, b)
 
 
-def test_threaded_and_distributed_are_bit_identical(small, client):
-    params = {"rank": 8, "max_iter": 3, "grid": 2, "seed": 11}
+@pytest.mark.parametrize("negatives", ["uniform", "popular"])
+def test_threaded_and_distributed_are_bit_identical(small, client, negatives):
+    params = {"rank": 8, "max_iter": 3, "grid": 2, "seed": 11, "negatives": negatives}
     with scheduler("threads"):
         a = dmf.BPR(**params).fit(small)
     with scheduler("distributed", client):

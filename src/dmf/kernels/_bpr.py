@@ -97,26 +97,43 @@ def _contains(indices: np.ndarray, a: int, b: int, j: int) -> bool:
     return False
 
 
+@njit(nogil=True, cache=False, inline="always")
+def _pick(state: np.uint64, n_cols: int, cum: np.ndarray) -> tuple[np.uint64, int]:
+    """One draw among ``0 .. n_cols - 1``: uniform (``cum`` empty), or item ``j`` with
+    probability ``(cum[j] - cum[j - 1]) / cum[-1]`` (``cum``: cumulative interaction counts)."""
+    # (_below's draw is a uint64: as int64 it unifies with -1 instead of becoming a float)
+    if cum.shape[0] == 0:
+        state, r = _below(state, n_cols)
+        return state, np.int64(r)
+    state, r = _below(state, cum[-1])
+    return state, np.int64(np.searchsorted(cum, np.int64(r), side="right"))
+
+
 @njit(nogil=True, cache=False)
 def draw_negative(
-    state: np.uint64, indptr: np.ndarray, indices: np.ndarray, u: int, n_cols: int, verify: bool
+    state: np.uint64,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    u: int,
+    n_cols: int,
+    cum: np.ndarray,
+    verify: bool,
 ) -> tuple[np.uint64, int]:
     """The stream's next state and a negative for local user ``u`` among ``0 .. n_cols - 1``.
 
-    ``-1`` when ``verify`` and the user has interacted with every item of the range.
+    Drawn as :func:`_pick` does; ``-1`` when ``verify`` and the user has interacted
+    with every item of the range.
     """
-    # (_below's draw is a uint64: as int64 it unifies with -1 instead of becoming a float)
     if not verify:
-        state, r = _below(state, n_cols)
-        return state, np.int64(r)
+        return _pick(state, n_cols, cum)
     a, b = indptr[u], indptr[u + 1]
     free = n_cols - (b - a)
     if free <= 0:
         return state, np.int64(-1)
     for _ in range(TRIES):
-        state, r = _below(state, n_cols)
-        if not _contains(indices, a, b, np.int64(r)):
-            return state, np.int64(r)
+        state, r = _pick(state, n_cols, cum)
+        if not _contains(indices, a, b, r):
+            return state, r
     # Mostly interacted: the r-th of the items left, walking the sorted list.
     state, r = _below(state, free)
     j = np.int64(r)
@@ -138,6 +155,7 @@ def sample_triples(
     key: np.uint64,
     n_cols: int,
     verify: bool,
+    cum: np.ndarray,
 ) -> np.ndarray:
     """``(len(visit), 3)`` int64 ``(u, i, j)`` in the order a pass draws them (``j = -1``: none)."""
     out = np.empty((visit.shape[0], 3), dtype=np.int64)
@@ -145,7 +163,7 @@ def sample_triples(
     for n in range(visit.shape[0]):
         t = visit[n]
         u = users[t]
-        state, j = draw_negative(state, indptr, indices, u, n_cols, verify)
+        state, j = draw_negative(state, indptr, indices, u, n_cols, cum, verify)
         out[n, 0], out[n, 1], out[n, 2] = u, items[t], j
     return out
 
@@ -182,6 +200,7 @@ def _make_kernel(K: int):
         reg_bias: float,
         biases: bool,
         verify: bool,
+        cum: np.ndarray,
         stats: np.ndarray,
     ) -> None:
         k = K if K > 0 else P.shape[1]
@@ -198,7 +217,7 @@ def _make_kernel(K: int):
             for t in range(seg_lo[c], seg_hi[c]):
                 u = users[t]
                 i = items[t]
-                state, jg = draw_negative(state, indptr, indices, u, n_all, verify)
+                state, jg = draw_negative(state, indptr, indices, u, n_all, cum, verify)
                 if jg < 0:
                     skipped += 1.0
                     continue
@@ -329,7 +348,7 @@ def _make_lanes(K: int):
         row_edges, col_edges, col0s = edges
         indptr, indices = lists
         Qs, bs, fill = snap
-        reg, reg_bias, biases, verify = consts
+        reg, reg_bias, biases, verify, cum = consts
         d = row_edges.shape[0] - 1
         for e in range(epochs.shape[0]):
             if fill:
@@ -356,7 +375,7 @@ def _make_lanes(K: int):
                     bpr_pass(
                         users[a0:a1], items[a0:a1], lo, hi, indptr[r0 : r1 + 1], indices, key,
                         P[r0:r1], Q[q0:q1], bi[q0:q1], Qs, bs, col0s[j],
-                        lrs[e], reg, reg_bias, biases, verify, stats[e, i],
+                        lrs[e], reg, reg_bias, biases, verify, cum, stats[e, i],
                     )  # fmt: skip
                 if not _barrier(bar, n_lanes):
                     return
@@ -383,7 +402,8 @@ def bpr_lanes_for(rank: int) -> Any:
     - ``snap = (Qs, bs, fill)``: the whole catalogue's factors and biases as
       the epoch started; with ``fill`` the lanes copy them from ``Q``, ``bi``
       (which then hold the whole catalogue) before each epoch;
-    - ``consts = (reg, reg_bias, biases, verify)``; ``stats``, float64
+    - ``consts = (reg, reg_bias, biases, verify, cum)``, ``cum`` as for
+      :func:`draw_negative` (empty: uniform negatives); ``stats``, float64
       ``(epochs, d, 3)``: user block ``i``'s passes in epoch ``e`` add their
       ``(log-loss, correct, skipped)`` to ``stats[e, i]``, in stratum order.
     """

@@ -67,6 +67,7 @@ class BPRConfig:
     reg_bias: float
     biases: bool
     verify: bool
+    negatives: str
     init_scale: float
     dtype: str
 
@@ -75,7 +76,7 @@ class BPRConfig:
         return cls(
             int(model.rank), int(model.max_iter), float(model.lr), float(model.reg),
             float(model.reg_bias), bool(model.biases), bool(model.verify_negative_samples),
-            float(model.init_scale), str(model.dtype),
+            str(model.negatives), float(model.init_scale), str(model.dtype),
         )  # fmt: skip
 
     @property
@@ -119,6 +120,11 @@ class BPR(Iterative, Recommender):
         Draw a negative again when the user has interacted with it (as the
         ``implicit`` library's option of that name, which skips such samples
         instead). ``False`` takes every draw, which is faster on sparse data.
+    negatives : {"uniform", "popular"}
+        How negatives are drawn: uniformly from the catalogue (Rendle et al.), or
+        each item in proportion to its number of training interactions (as the
+        ``implicit`` library does), which keeps drawing items a user might rank
+        high where a long tail makes most uniform draws trivially ordered.
     init_scale : float
         Initial factors are drawn from :math:`\mathcal N(0, \text{init\_scale}^2)`
         (seeded); biases start at 0.
@@ -171,6 +177,7 @@ class BPR(Iterative, Recommender):
         reg_bias: float = 0.0,
         biases: bool = True,
         verify_negative_samples: bool = True,
+        negatives: str = "uniform",
         init_scale: float = 0.1,
         grid: int | None = None,
         seed: int | None = 0,
@@ -184,6 +191,7 @@ class BPR(Iterative, Recommender):
         self.reg_bias = reg_bias
         self.biases = biases
         self.verify_negative_samples = verify_negative_samples
+        self.negatives = negatives
         self.init_scale = init_scale
         self.grid = grid
         self.seed = seed
@@ -199,6 +207,7 @@ class BPR(Iterative, Recommender):
         for name in ("biases", "verify_negative_samples", "verbose"):
             value = getattr(self, name)
             check_param(name, value, isinstance(value, bool), "True or False")
+        check_choice("negatives", self.negatives, ("uniform", "popular"))
         check_float("init_scale", self.init_scale, 0.0, strict=True)
         if self.grid is not None:
             check_int("grid", self.grid, 1)
@@ -280,7 +289,9 @@ class BPR(Iterative, Recommender):
             token=seed,
         )
         (lists,) = engine.persist(lists)
-        consts = (cfg.reg, cfg.reg_bias, cfg.biases, cfg.verify)
+        # Cumulative interaction counts: negatives drawn in proportion (none: uniform).
+        cum = np.cumsum(ratings.item_counts) if cfg.negatives == "popular" else np.zeros(0)
+        consts = (cfg.reg, cfg.reg_bias, cfg.biases, cfg.verify, cum.astype(np.int64))
         spec = BPRSpec(grid, lists, consts, seed)
         if saved is None:
             P, Q = initial_factors(ratings, seed, cfg.rank, cfg.kpad, cfg.init_scale, dt)

@@ -39,12 +39,13 @@ class BPRSpec:
 
     ``lists``: the users' items, one pair of arrays per user block
     (:func:`_lists_from_blocks`: values, or persisted Dask objects);
-    ``consts = (reg, reg_bias, biases, verify)``.
+    ``consts = (reg, reg_bias, biases, verify, cum)`` (``cum``: the negatives'
+    cumulative counts, empty for uniform draws).
     """
 
     grid: Grid
     lists: list[Any]
-    consts: tuple[float, float, bool, bool]
+    consts: tuple[float, float, bool, bool, np.ndarray]
     seed: int
 
     @functools.cached_property
@@ -96,7 +97,7 @@ def _bpr_block(
     istate: tuple[np.ndarray, np.ndarray],
     snap: tuple[np.ndarray, np.ndarray],
     col0: int,
-    consts: tuple[float, float, bool, bool],
+    consts: tuple[float, float, bool, bool, np.ndarray],
     lr: float,
     seed: int,
     epoch: int,

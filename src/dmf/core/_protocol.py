@@ -28,6 +28,7 @@ import pandas as pd
 
 from dmf._errors import NotFittedError, ParameterError, UnknownIdError, check_choice, first_rows
 from dmf.core import _registry
+from dmf.core._lazy import item_side, lazy_model, take
 from dmf.engine import _progress
 from dmf.engine._faults import guard_fit
 from dmf.kernels._ranking import score_few
@@ -186,15 +187,19 @@ class FittedModel:
         ku, ki = u >= 0, i >= 0
         uc, ic = np.where(ku, u, 0), np.where(ki, i, 0)
         pred = np.full(u.shape, self.global_mean_, dtype=np.float64)
-        pred += np.where(ku, self.user_bias_[uc], 0.0)
-        pred += np.where(ki, self.item_bias_[ic], 0.0)
-        if self.user_factors is not None and self.item_factors is not None:
+        factors = self.user_factors is not None and self.item_factors is not None
+        if lazy_model(self):  # fetch only the rows asked for (dmf.core._lazy)
+            vf, vb = item_side(self)
+            ub, uf = take([self.user_bias_, self.user_factors if factors else None], uc)
+        else:
+            vf, vb, ub, uf = self.item_factors, self.item_bias_, self.user_bias_[uc], None
+        pred += np.where(ku, ub, 0.0)
+        pred += np.where(ki, vb[ic], 0.0)
+        if factors:
             both = ku & ki
             if both.any():
-                dots = np.einsum(
-                    "ij,ij->i", self.user_factors[uc[both]], self.item_factors[ic[both]]
-                )
-                pred[both] += dots
+                rows = uf[both] if uf is not None else self.user_factors[uc[both]]
+                pred[both] += np.einsum("ij,ij->i", rows, vf[ic[both]])
         return pred.astype(np.float32)
 
     def _score_users(self, u: np.ndarray) -> np.ndarray:
@@ -205,24 +210,26 @@ class FittedModel:
             # of a product followed by two passes over the scores
             items = self._cached("augmented_items", self._augmented_items)
             users = np.empty((len(u), items.shape[1]), dtype=items.dtype)
-            users[:, :-2] = self.user_factors[u]
-            users[:, -2] = self.global_mean_ + self.user_bias_[u]
+            uf, ub = take([self.user_factors, self.user_bias_], u)
+            users[:, :-2] = uf
+            users[:, -2] = self.global_mean_ + ub
             users[:, -1] = 1.0
             if len(u) <= _FEW_USERS and items.dtype == np.float32:
                 return score_few(users, items)  # BLAS threads cost more than they give here
             return (users @ items.T).astype(np.float32, copy=False)
         scores = np.empty((len(u), len(self.items_)), dtype=np.float32)
-        scores[:] = self.item_bias_[None, :]
-        scores += (self.global_mean_ + self.user_bias_[u])[:, None].astype(np.float32)
+        scores[:] = item_side(self)[1][None, :]
+        (ub,) = take([self.user_bias_], u)
+        scores += (self.global_mean_ + ub)[:, None].astype(np.float32)
         return scores
 
     def _augmented_items(self) -> np.ndarray:
-        f = self.item_factors
+        f, b = item_side(self)
         dtype = np.result_type(f.dtype, np.float32)
         out = np.empty((f.shape[0], f.shape[1] + 2), dtype=dtype)
         out[:, :-2] = f
         out[:, -2] = 1.0
-        out[:, -1] = self.item_bias_
+        out[:, -1] = b
         return out
 
     def _cached(self, name: str, build: Any) -> Any:

@@ -2,7 +2,9 @@
 
 Generation is split in two so the output does not depend on how it is blocked:
 
-1. global, small arrays from ``SeedSequence([seed, 0])``: each user's number of
+1. global, small arrays from ``SeedSequence([seed, 0])``, drawn by one
+   ``synthetic-globals`` task (the client draws the counts as well, to fix the
+   block edges): each user's number of
    ratings (power-law activity, exactly ``nnz`` in total, at most half the
    catalogue per user), item popularity (power law over a random permutation
    of the items), item biases and item factors;
@@ -83,11 +85,22 @@ def _item_cdf(rng: np.random.Generator, n_items: int) -> np.ndarray:
     return cdf
 
 
+def _globals(seed: int, n_users: int, n_items: int, nnz: int, rank: int) -> dict[str, Any]:
+    """The global arrays (step 1 of the module docstring), drawn in one task."""
+    grng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    counts = _user_counts(grng, n_users, n_items, nnz)
+    return {
+        "counts": counts,
+        "cdf": _item_cdf(grng, n_items),
+        "item_bias": grng.normal(0.0, _ITEM_BIAS_SD, n_items),
+        "item_factors": grng.normal(0.0, _SIGNAL_SD / np.sqrt(rank), (n_items, rank)),
+    }
+
+
 def _generate(
     g: int,
     start: int,
     stop: int,
-    counts: np.ndarray,
     n_items: int,
     glob: dict[str, Any],
     seed: int,
@@ -99,6 +112,7 @@ def _generate(
     ss = np.random.SeedSequence([seed, 1, g])
     rng = np.random.default_rng(ss)
     n_rows = stop - start
+    counts = glob["counts"][start:stop]
     user_bias = rng.normal(0.0, _USER_BIAS_SD, n_rows)
     user_factors = rng.normal(0.0, _SIGNAL_SD / np.sqrt(rank), (n_rows, rank))
     seed32 = int(ss.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
@@ -223,22 +237,22 @@ def synthetic(
     if not isinstance(timestamps, bool):
         check_param("timestamps", timestamps, False, "True or False")
 
-    grng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
-    counts = _user_counts(grng, n_users, n_items, nnz)
-    glob = {
-        "cdf": _item_cdf(grng, n_items),
-        "item_bias": grng.normal(0.0, _ITEM_BIAS_SD, n_items),
-        "item_factors": grng.normal(0.0, _SIGNAL_SD / np.sqrt(rank), (n_items, rank)),
-    }
-    d_glob = dask.delayed(glob, pure=True)
-    gen_edges = balanced_edges(counts, max(1, -(-nnz // _GEN_NNZ)))
+    # The counts fix the block edges, so this process draws them too (the same first
+    # draws of the same generator); the arrays themselves are drawn by a task, so
+    # no graph carries them to the workers.
+    counts = _user_counts(
+        np.random.default_rng(np.random.SeedSequence([seed, 0])), n_users, n_items, nnz
+    )
     token = key("", n_users, n_items, nnz, rank, seed, noise, timestamps)
+    d_glob = dask.delayed(_globals)(
+        seed, n_users, n_items, nnz, rank, dask_key_name=f"synthetic-globals{token}"
+    )
+    gen_edges = balanced_edges(counts, max(1, -(-nnz // _GEN_NNZ)))
     gens = [
         dask.delayed(_generate)(
             g,
             int(a),
             int(b),
-            counts[a:b],
             n_items,
             d_glob,
             seed,

@@ -20,6 +20,7 @@ from dmf._errors import (
     check_choice,
     check_float,
 )
+from dmf.core._lazy import lazy_model
 from dmf.core._protocol import COLD_START, FittedModel
 from dmf.data._blocks import RowBlock
 from dmf.data._exclusions import exclusion_blocks
@@ -34,6 +35,7 @@ from dmf.evaluation._ranking import (
     parse_ranking_metric,
     rank_partial,
 )
+from dmf.evaluation._views import error_parts, rank_parts, views_of
 
 __all__ = ["align", "evaluate", "to_ratings"]
 
@@ -283,8 +285,11 @@ def evaluate(
     d_model = dask.delayed(model, pure=True)
     d_umap = dask.delayed(umap, pure=True)
     d_imap = dask.delayed(imap, pure=True)
+    views = views_of(model, test, umap) if lazy_model(model) else None
     err_part = rank_part = None
-    if err_names:
+    if err_names and views is not None:
+        parts = error_parts(_error_block, test, views, d_imap, cold_start, clip, per_user)
+    elif err_names:
         parts = [
             dask.delayed(_error_block)(
                 b,
@@ -298,6 +303,7 @@ def evaluate(
             )
             for b in test.blocks
         ]
+    if err_names:
         err_part = (
             dask.delayed(list)(parts) if per_user else tree_reduce(_add_dicts, parts, "eval-reduce")
         )
@@ -305,7 +311,7 @@ def evaluate(
         bases = {b for _, b, _ in rank_wanted}
         beyond = beyond_inputs(model, bases)
         rank_part = _rank_part(model, test, train, rank_wanted, threshold, per_user, beyond,
-                               d_umap, d_imap)  # fmt: skip
+                               d_umap, d_imap, views)  # fmt: skip
     n_catalogue = int((model.item_counts_ > 0).sum())
     if per_user:
         result = dask.delayed(_finish_per_user)(
@@ -338,13 +344,24 @@ def _rank_part(
     beyond: Any,
     d_umap: Any,
     d_imap: Any,
+    views: list[tuple[Any, np.ndarray]] | None = None,
 ) -> Any:
-    """The lazy reduced ranking partials (or per-user frames) of ``model`` on ``test``."""
+    """The lazy reduced ranking partials (or per-user frames) of ``model`` on ``test``.
+
+    ``views``: per test block, the model restricted to that block's users and
+    the block's user map into it (:func:`dmf.evaluation._views.views_of`), for
+    models whose arrays live on the workers or in a store.
+    """
     ks = np.array(sorted({k for _, b, k in rank_wanted if b != "auc"} or {1}), dtype=np.int64)
     do_auc = any(b == "auc" for _, b, _ in rank_wanted)
     excl = exclusion_blocks(train, model, test.users, test.row_edges)
     d_model = dask.delayed(model, pure=True)
     d_beyond = dask.delayed(beyond, pure=True)
+    if views is not None:
+        parts = rank_parts(test, excl, views, d_imap, ks, threshold, do_auc, per_user, d_beyond)
+        if per_user:
+            return dask.delayed(list)(parts)
+        return tree_reduce(add_rank_partials, parts, "eval-rank-reduce")
     parts = [
         dask.delayed(rank_partial)(
             b,

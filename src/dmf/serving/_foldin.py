@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from dmf._errors import ParameterError, RatingsError, check_choice, first_rows
+from dmf.core._lazy import is_lazy, item_side
 from dmf.core._protocol import FittedModel
 from dmf.data._blocks import CSR
 from dmf.data._clean import bad_ids
@@ -84,6 +85,21 @@ def _append_rows(
         a = buf[:n]  # same values: the parent now views the buffer too
     grow.buffer[n : n + k] = rows
     return a, grow.buffer[: n + k], grow
+
+
+def _lazy_update(a: Any, codes: np.ndarray, rows: np.ndarray) -> Any:
+    """A Dask array ``a`` with known users' rows replaced and new users' rows appended."""
+    import dask.array as da
+
+    known = codes >= 0
+    rows = rows.astype(a.dtype, copy=False)
+    if known.any():
+        a = a.copy()
+        a[codes[known]] = rows[known]
+    if (~known).any():
+        new = rows[~known]
+        a = da.concatenate([a, da.from_array(new, chunks=new.shape)], axis=0)
+    return a
 
 
 def _columns(new_ratings: Any, implicit: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,7 +213,7 @@ def fold_in_users(model: FittedModel, csr: CSR) -> tuple[np.ndarray, np.ndarray]
     True
     """
     model._check_fitted()
-    V = model.item_factors_
+    V, item_bias = item_side(model)  # read once per lazy model, then cached
     if V is None:
         raise ParameterError(f"fold_in_users needs a factor model, got {type(model).__name__}")
     indptr = np.asarray(csr.indptr, np.int64)
@@ -213,7 +229,7 @@ def fold_in_users(model: FittedModel, csr: CSR) -> tuple[np.ndarray, np.ndarray]
     block = CSR(0, n, V.shape[0], indptr, indices, data)
     # YᵀY is the same for every call on this model: built once, rebuilt if the factors change
     gram = model._cached("fold_in_gram", lambda: _gram(V)) if cfg.implicit else None
-    ibias = np.asarray(model.item_bias_, V.dtype)
+    ibias = np.asarray(item_bias, V.dtype)
     warm = np.zeros((n, V.shape[1]), V.dtype) if cfg.nonnegative else None
     X, b, _, _ = solve_block(block, warm, None, V, ibias, gram, cfg, False)
     if b is None:
@@ -421,6 +437,9 @@ def _assemble(
     parent_grows: dict[str, _Grow] = {}
     for name, rows in values.items():
         a = getattr(model, name)
+        if is_lazy(a):  # rows on the workers or in a store: a new graph, nothing gathered
+            setattr(new, name, _lazy_update(a, codes, rows))
+            continue
         if known.any():
             a = a.copy()
             a[codes[known]] = rows[known]

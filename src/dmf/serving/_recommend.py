@@ -15,6 +15,7 @@ Ratings) is cached on the model, dropped when the model is pickled or refitted.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import dask
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dmf._errors import ParameterError, UnknownIdError, check_choice, check_int, first_rows
+from dmf.core._lazy import lazy_model, user_slices
 from dmf.core._protocol import _ids
 from dmf.data._blocks import balanced_edges
 from dmf.data._exclusions import empty_csr, exclusion_blocks, take_rows
@@ -319,6 +321,23 @@ def recommend_all(
         }
     )
     excl = exclusion_blocks(exclude, model, model.users_, edges)
+    if lazy_model(model):  # each task gets its users' rows from the workers or the store
+        ranges = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+        views = user_slices(model, ranges, "recommend-model")
+        parts = [
+            dask.delayed(_recommend_block)(
+                v,
+                0,
+                b - a,
+                ex,
+                k,
+                meta,
+                cand,
+                dask_key_name=key("recommend-block", v.key, getattr(ex, "key", None), k, cand),
+            )
+            for (a, b), v, ex in zip(ranges, views, excl, strict=True)
+        ]
+        return dd.from_delayed(parts, meta=meta, verify_meta=False)
     d_model = dask.delayed(model, pure=True)
     parts = [
         dask.delayed(_recommend_block)(

@@ -37,16 +37,21 @@ import pandas as pd
 import xarray as xr
 
 from dmf._errors import NotFittedError, ParameterError, StoreError
+from dmf.core._lazy import is_lazy
 from dmf.core._protocol import FittedModel, _dmf_version
-from dmf.core._registry import kinds, model_class
 from dmf.data._ratings import check_ratings
-from dmf.store._location import Location, dumps_json, loads_json, open_group, resolve
+from dmf.store._location import Location, dumps_json, open_group, resolve
 from dmf.store._serving import interactions_of, titles_of, write_extras
 
-__all__ = ["FORMAT_VERSION", "load", "save", "to_xarray"]
+__all__ = ["FORMAT_VERSION", "LAZY_BYTES", "save", "to_xarray"]
 
 #: Version of the store layout written by this dmf; newer ones are refused on load.
 FORMAT_VERSION = 1
+
+#: Rows per Zarr chunk (at most): a lazily loaded model reads a user's row from one.
+_ZARR_ROWS = 8192
+#: ``dmf.load`` keeps factor arrays larger than this in the store (lazy) by default.
+LAZY_BYTES = 64 * 2**20
 
 _BASE_VARS = ("user_bias", "item_bias", "user_counts", "item_counts")
 _FACTOR_VARS = ("user_factors", "item_factors")
@@ -85,7 +90,15 @@ def _ids_coord(index: pd.Index, what: str) -> np.ndarray:
 
 
 def _chunk_rows(n: int, n_blocks: int) -> int:
-    return max(1, -(-n // max(1, n_blocks)))
+    """Rows per Dask chunk: one fit block, rounded up to whole Zarr chunks."""
+    rows = max(1, -(-n // max(1, n_blocks)))
+    z = _zarr_rows(rows)
+    return -(-rows // z) * z
+
+
+def _zarr_rows(rows: int) -> int:
+    """Rows per Zarr chunk: small enough that reading one user's row stays cheap."""
+    return max(1, min(rows, _ZARR_ROWS))
 
 
 def fingerprint(model: FittedModel) -> str:
@@ -154,7 +167,9 @@ def to_xarray(model: FittedModel, chunked: bool = False) -> xr.Dataset:
     n_blocks = max(1, len(edges) - 1)
     cu, ci = _chunk_rows(len(users), n_blocks), _chunk_rows(len(items), n_blocks)
 
-    def wrap(a: np.ndarray, rows: int) -> Any:
+    def wrap(a: Any, rows: int) -> Any:
+        if is_lazy(a):  # blocks on the workers or in a store: never gathered here
+            return a.rechunk((rows, *a.shape[1:])) if chunked else a
         a = np.asarray(a)
         if not chunked:
             return a
@@ -198,8 +213,16 @@ def to_xarray(model: FittedModel, chunked: bool = False) -> xr.Dataset:
 def _write(model: FittedModel, loc: Location, group: str | None = None) -> None:
     """Write the model's dataset (and children) to ``loc``; the completion mark is not set."""
     ds = to_xarray(model, chunked=True)
-    # memory:// lives in this process only: keep the parallel write in-process.
-    scheduler = "threads" if "memory" in _protocols(loc) else None
+    # memory:// lives in this process only, and arrays already here would travel to
+    # the workers only to be written: both are written by this process's threads.
+    # Arrays on the workers (or in another store) are written by the workers.
+    here = not any(is_lazy(getattr(model, a, None)) for a in _LAZY_ATTRS)
+    scheduler = "threads" if here or "memory" in _protocols(loc) else None
+    encoding = {
+        name: {"chunks": (_zarr_rows(v.data.chunksize[0]), *v.shape[1:])}
+        for name, v in ds.data_vars.items()
+        if v.ndim and v.dims[0] in ("user", "item") and is_lazy(v.data)
+    }
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         with dask.config.set(scheduler=scheduler) if scheduler else _nullcontext():
@@ -210,10 +233,14 @@ def _write(model: FittedModel, loc: Location, group: str | None = None) -> None:
                 zarr_format=3,
                 consolidated=False,
                 compute=True,
+                encoding=encoding,
             )
     for name, child in getattr(model, "_store_children", lambda: {})().items():
         sub = name if group is None else f"{group}/{name}"
         _write(child, loc, group=sub)
+
+
+_LAZY_ATTRS = ("user_factors_", "item_factors_", "user_bias_", "item_bias_")
 
 
 class _nullcontext:
@@ -345,149 +372,3 @@ def _serving_extras(model: FittedModel, interactions: Any, titles: Any) -> tuple
     else:
         inter = interactions_of(model, check_ratings(interactions, "interactions"))
     return inter, None if titles is None else titles_of(model, titles)
-
-
-def _open_dataset(loc: Location, group: str | None) -> xr.Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return xr.open_zarr(
-                loc.store(read_only=True), group=group, consolidated=False, zarr_format=3
-            ).load()
-    except Exception as e:  # zarr/xarray raise many types for broken stores
-        where = loc.url + (f" (group {group})" if group else "")
-        raise StoreError(f"{where} cannot be read as a dmf model: {type(e).__name__}: {e}") from e
-
-
-def _index(values: np.ndarray) -> pd.Index:
-    if values.dtype.kind in "iuf":
-        return pd.Index(values)
-    return pd.Index(np.asarray(values, dtype=object).astype(str).astype(object))
-
-
-def _check_attrs(attrs: dict[str, Any], where: str) -> None:
-    version = attrs.get("dmf_format")
-    if version is None:
-        raise StoreError(f"{where} is not a dmf model store (no 'dmf_format' attribute)")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise StoreError(
-            f"{where} was written in dmf store format {version!r}, newer than this dmf "
-            f"({_dmf_version()}) reads (format {FORMAT_VERSION}); upgrade dmf to load it"
-        )
-    if attrs.get("dmf_complete") is not True:
-        raise StoreError(
-            f"{where} is incomplete (no completion mark): the save that wrote it was "
-            "interrupted; save the model again"
-        )
-
-
-def _read(loc: Location, group: str | None, attrs: dict[str, Any]) -> FittedModel:
-    where = loc.url + (f" (group {group})" if group else "")
-    kind = attrs.get("dmf_kind")
-    cls = model_class(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise StoreError(
-            f"{where} holds a model of kind {kind!r}, which this dmf does not know "
-            f"(known: {sorted(kinds())})"
-        )
-    ds = _open_dataset(loc, group)
-    required = list(getattr(cls, "_store_required", _BASE_VARS))
-    if attrs.get("has_factors"):
-        required += list(_FACTOR_VARS)
-    missing = [v for v in required if v not in ds.variables]
-    if missing:
-        raise StoreError(f"{where} lacks variable(s) {missing}: the store is damaged")
-    for coord in ("user", "item"):
-        if coord not in ds.coords:
-            raise StoreError(f"{where} lacks the {coord!r} coordinate: the store is damaged")
-    try:
-        params = loads_json(attrs.get("params"), f"{where}: params")
-        train = loads_json(attrs.get("train"), f"{where}: train")
-        history = loads_json(attrs.get("history"), f"{where}: history")
-        fitted = loads_json(attrs.get("fitted", "{}"), f"{where}: fitted")
-        model = cls(**params)
-        model.users_ = _index(ds["user"].values)
-        model.items_ = _index(ds["item"].values)
-        model.user_counts_ = np.asarray(ds["user_counts"].values, dtype=np.int64)
-        model.item_counts_ = np.asarray(ds["item_counts"].values, dtype=np.int64)
-        model.global_mean_ = float(attrs["global_mean"])
-        model.rating_scale_ = tuple(float(v) for v in attrs["rating_scale"])
-        model.row_edges_ = np.asarray(attrs["row_edges"], dtype=np.int64)
-        train.pop("fingerprint", None)
-        model.train_info_ = train
-        model.history_ = list(history)
-        for name, value in fitted.items():
-            setattr(model, name, value)
-        if "user_bias" in ds:
-            model.user_bias_ = np.asarray(ds["user_bias"].values)
-            model.item_bias_ = np.asarray(ds["item_bias"].values)
-        if attrs.get("has_factors"):
-            model.user_factors_ = np.ascontiguousarray(ds["user_factors"].values)
-            model.item_factors_ = np.ascontiguousarray(ds["item_factors"].values)
-        elif "user_bias" in ds:
-            model.user_factors_ = None
-            model.item_factors_ = None
-    except StoreError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise StoreError(f"{where} has malformed attributes: {type(e).__name__}: {e}") from e
-    n_u, n_i = len(model.users_), len(model.items_)
-    if len(model.user_counts_) != n_u or len(model.item_counts_) != n_i:
-        raise StoreError(f"{where}: variable lengths disagree with the id coordinates")
-    restore = getattr(model, "_restore_store", None)
-    if restore is not None:
-        restore(ds, lambda name: _read_child(loc, group, name))
-    return model
-
-
-def _read_child(loc: Location, group: str | None, name: str) -> FittedModel:
-    sub = name if group is None else f"{group}/{name}"
-    try:
-        attrs = dict(open_group(loc, mode="r")[sub].attrs)
-    except (KeyError, StoreError) as e:
-        raise StoreError(f"{loc.url} lacks the member group {sub!r}: the store is damaged") from e
-    if attrs.get("dmf_format") is None:
-        raise StoreError(f"{loc.url}: group {sub!r} is not a dmf model")
-    attrs["dmf_complete"] = True  # completeness is the root's mark
-    _check_attrs(attrs, f"{loc.url} (group {sub})")
-    return _read(loc, sub, attrs)
-
-
-def load(path: Any, **storage_options: Any) -> FittedModel:
-    """Load a model saved with :meth:`save` (any fsspec URL).
-
-    Returns the same class with the same fitted state, so predictions are
-    identical.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Local path or fsspec URL.
-    **storage_options
-        Passed to fsspec.
-
-    Returns
-    -------
-    FittedModel
-
-    Raises
-    ------
-    dmf.StoreError
-        Nothing at ``path``; not a dmf store; a store whose save was
-        interrupted (no completion mark); a newer store format; missing
-        variables or malformed attributes.
-
-    Examples
-    --------
-    >>> import pandas as pd, dmf
-    >>> df = pd.DataFrame({"user": ["a", "b"], "item": [1, 1], "rating": [3.0, 5.0]})
-    >>> url = dmf.Baseline().fit(dmf.from_pandas(df)).save("memory://doc/b2.zarr", overwrite=True)
-    >>> type(dmf.load(url)).__name__
-    'Baseline'
-    """
-    loc = resolve(path, storage_options)
-    if not loc.exists():
-        raise StoreError(f"no model store at {loc.url}")
-    attrs = dict(open_group(loc, mode="r").attrs)
-    _check_attrs(attrs, loc.url)
-    return _read(loc, None, attrs)

@@ -272,3 +272,40 @@ def test_ids_no_id_map_can_hold_name_the_column_count_and_rows(bad, words):
     with pytest.raises(dmf.RatingsError, match=rf"1 of 3 rows are invalid \(1 {words}"):
         dmf.from_pandas(df)
     assert dmf.from_pandas(df, on_invalid="drop").report["invalid_dropped"] == 1
+
+
+def test_folder_read_on_cluster_sends_no_large_graph(client, tmp_path):
+    """A Parquet folder and CSV files read with a client: id maps merged on the workers."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    n = 150_000
+    frame = pd.DataFrame(
+        {
+            # string ids: the user map pickles to about 1 MB, which the graph used to carry
+            "user": np.char.add("user-", rng.integers(0, 60_000, n).astype(str)),
+            "item": rng.integers(0, 500, n),
+            "rating": rng.integers(1, 6, n).astype(float),
+        }
+    ).drop_duplicates(["user", "item"])
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for j, a in enumerate(range(0, len(frame), -(-len(frame) // 3))):
+        part = frame.iloc[a : a + -(-len(frame) // 3)]
+        part.to_parquet(folder / f"part-{j}.parquet", index=False)
+        part.to_csv(tmp_path / f"part-{j}.csv", index=False)
+    local = dmf.from_pandas(frame)
+    want = local.to_scipy()
+    with client.as_current():
+        for read in (
+            lambda: dmf.read_parquet(str(folder)),
+            lambda: dmf.read_csv(str(tmp_path / "part-*.csv")),
+        ):
+            with (
+                dask.config.set({"distributed.admin.large-graph-warning-threshold": "300kB"}),
+                warnings.catch_warnings(),
+            ):
+                warnings.filterwarnings("error", message=".*[Ll]arge graph.*")
+                got = read()
+            assert got.users.equals(local.users) and got.items.equals(local.items)
+            assert (got.to_scipy() != want).nnz == 0

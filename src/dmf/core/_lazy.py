@@ -15,12 +15,21 @@ materialises a whole lazy user-side array in the client:
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Any
 
 import dask
 import numpy as np
 
-__all__ = ["USER_ARRAYS", "is_lazy", "item_side", "lazy_model", "take", "user_slices"]
+__all__ = [
+    "USER_ARRAYS",
+    "is_lazy",
+    "item_side",
+    "lazy_model",
+    "register_store",
+    "take",
+    "user_slices",
+]
 
 #: Fitted attributes with one row per user (sliced by :func:`user_slices`).
 USER_ARRAYS = ("user_factors_", "user_bias_", "user_counts_")
@@ -37,19 +46,45 @@ def lazy_model(model: Any) -> bool:
     return any(is_lazy(getattr(model, a, None)) for a in (*USER_ARRAYS, *_ITEM_ARRAYS))
 
 
+#: Zarr arrays behind lazily loaded Dask arrays, by Dask name (the most recent few):
+#: a few rows are read from the store directly, without a graph.
+_STORED: OrderedDict[str, Any] = OrderedDict()
+_N_STORED = 64
+
+
+def register_store(a: Any, stored: Any) -> None:
+    """Note that Dask array ``a`` reads Zarr array ``stored`` (see :func:`take`)."""
+    _STORED[a.name] = stored
+    _STORED.move_to_end(a.name)
+    while len(_STORED) > _N_STORED:
+        _STORED.popitem(last=False)
+
+
 def take(arrays: list[Any], idx: np.ndarray) -> list[np.ndarray]:
-    """``[a[idx] for a in arrays]`` as NumPy, computing only those rows of lazy arrays."""
+    """``[a[idx] for a in arrays]`` as NumPy, computing only those rows of lazy arrays.
+
+    Rows of a store-backed array are read straight from its Zarr chunks (one
+    small read per chunk touched); rows on the workers come in one small graph.
+    """
     idx = np.asarray(idx, dtype=np.int64)
-    out: list[Any] = [None if a is None else a for a in arrays]
+    out: list[Any] = [None if a is None or is_lazy(a) else a[idx] for a in arrays]
     lazy = [j for j, a in enumerate(arrays) if is_lazy(a)]
-    if lazy:
-        uniq, inv = np.unique(idx, return_inverse=True)
-        got = dask.compute(*[arrays[j][uniq] for j in lazy])
-        for j, g in zip(lazy, got, strict=True):
-            out[j] = np.asarray(g)[inv.reshape(idx.shape)]
-    for j, a in enumerate(arrays):
-        if a is not None and j not in lazy:
-            out[j] = a[idx]
+    if not lazy:
+        return out
+    uniq, inv = np.unique(idx, return_inverse=True)
+    inv = inv.reshape(idx.shape)
+    graph = []
+    for j in lazy:
+        z = _STORED.get(arrays[j].name)
+        if z is None:
+            graph.append(j)
+        else:
+            rows = z.get_orthogonal_selection((uniq, *([slice(None)] * (z.ndim - 1))))
+            out[j] = np.asarray(rows)[inv]
+    if graph:
+        got = dask.compute(*[arrays[j][uniq] for j in graph])
+        for j, g in zip(graph, got, strict=True):
+            out[j] = np.asarray(g)[inv]
     return out
 
 

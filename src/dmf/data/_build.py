@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,9 +35,32 @@ def _id_index(counts: list[pd.Series], what: str) -> tuple[pd.Index, np.ndarray]
     return pd.Index(ids, name=what, tupleize_cols=False), counts_arr
 
 
+def _head(part: _Part) -> tuple[int, Any]:
+    """A partition's row count and invalid-row summary (the small part of its summary)."""
+    return part.n_rows, part.bad
+
+
+def _counts(part: _Part) -> tuple[pd.Series, pd.Series]:
+    return part.ucounts, part.icounts
+
+
+def _id_maps(*counts: tuple[pd.Series, pd.Series]) -> tuple[pd.Index, pd.Index, np.ndarray]:
+    """In a task: the sorted user and item id maps and the per-user counts."""
+    users, ucounts = _id_index([c[0] for c in counts], "user")
+    items, _ = _id_index([c[1] for c in counts], "item")
+    return users, items, ucounts
+
+
+#: The id maps arrive in a worker as fresh objects whose hash tables pandas builds
+#: lazily and not thread-safely: the first lookup in each process builds them under this.
+_TABLES = threading.Lock()
+
+
 def _split_part(
     part: _Part, users: pd.Index, items: pd.Index, row_edges: np.ndarray
 ) -> list[tuple[np.ndarray, ...]]:
+    with _TABLES:
+        _ = users.is_unique and items.is_unique
     uc = users.get_indexer(part.u)
     ic = items.get_indexer(part.i).astype(np.int32)
     blk = np.searchsorted(row_edges, uc, side="right") - 1
@@ -130,7 +155,13 @@ def _build(
         for k, p in enumerate(partitions)
     ]
     (clean,) = persist(clean)
-    summaries = dask.compute([dask.delayed(_summary)(c) for c in clean])[0]
+    if layout is None:
+        # The per-partition id counts stay on the workers: one task merges them into
+        # the id maps (below), which the split tasks then read there; the client
+        # fetches the maps once (it holds them) but never sends them back in a graph.
+        summaries = dask.compute([dask.delayed(_head)(c) for c in clean])[0]
+    else:
+        summaries = dask.compute([dask.delayed(_summary)(c) for c in clean])[0]
     n_read = sum(s[0] for s in summaries)
     offsets = np.concatenate([[0], np.cumsum([s[0] for s in summaries])]).astype(np.int64)
     n_bad = sum(s[1][0] for s in summaries)
@@ -156,8 +187,14 @@ def _build(
     if n_bad == n_read:
         raise RatingsError(f"no ratings left: all {n_read} rows are invalid")
     if layout is None:
-        users, ucounts = _id_index([s[2] for s in summaries], "user")
-        items, _ = _id_index([s[3] for s in summaries], "item")
+        counts = [
+            dask.delayed(_counts)(c, dask_key_name=key("ratings-counts", c.key)) for c in clean
+        ]
+        d_maps = dask.delayed(_id_maps)(
+            *counts, dask_key_name=key("ratings-ids", [c.key for c in clean])
+        )
+        (d_maps,) = persist(d_maps)
+        users, items, ucounts = d_maps.compute()
         n_blocks = default_n_blocks(
             int(ucounts.sum()), chunk_nnz, int(ucounts.max()) if len(ucounts) else 0
         )
@@ -172,8 +209,12 @@ def _build(
     # tasks below share these two, so build the tables here, once.
     if not (users.is_unique and items.is_unique):
         raise RatingsError("internal: the user or item id map holds duplicate ids")
-    d_users = dask.delayed(users, pure=True)
-    d_items = dask.delayed(items, pure=True)
+    if layout is None:
+        d_users = dask.delayed(operator.getitem)(d_maps, 0)
+        d_items = dask.delayed(operator.getitem)(d_maps, 1)
+    else:
+        d_users = dask.delayed(users, pure=True)
+        d_items = dask.delayed(items, pure=True)
     split = [
         dask.delayed(_split_part, nout=n_blocks)(
             c, d_users, d_items, row_edges, dask_key_name=key("ratings-shuffle", c.key, row_edges)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from dmf._errors import ParameterError, StoreError
-from dmf.core._lazy import is_lazy
+from dmf.core._lazy import is_lazy, register_store
 from dmf.core._protocol import FittedModel, _dmf_version
 from dmf.core._registry import kinds, model_class
 from dmf.store._location import Location, loads_json, open_group, resolve
@@ -50,15 +51,16 @@ def _open_dataset(
                 dim: int(chunks) if chunks is not None else _chunk_rows(ds.sizes[dim], n_blocks)
                 for dim in ("user", "item")
             }
-            factors = xr.open_zarr(
-                loc.store(read_only=True),
-                group=group,
-                consolidated=False,
-                zarr_format=3,
-                chunks={**rows, "factor": -1},
-            )
+            root = open_group(loc, mode="r")
+            stored = root[group] if group else root
             small = ds.drop_vars(list(_FACTOR_VARS)).load()
-            return small.assign({v: factors[v] for v in _FACTOR_VARS})
+            lazy_vars = {}
+            for v, dim in zip(_FACTOR_VARS, ("user", "item"), strict=True):
+                z = stored[v]
+                a = da.from_zarr(z, chunks=(rows[dim], z.shape[1]))
+                register_store(a, z)
+                lazy_vars[v] = ((dim, "factor"), a)
+            return small.assign(lazy_vars)
     except StoreError:
         raise
     except Exception as e:  # zarr/xarray raise many types for broken stores

@@ -213,34 +213,44 @@ def to_xarray(model: FittedModel, chunked: bool = False) -> xr.Dataset:
 def _write(model: FittedModel, loc: Location, group: str | None = None) -> None:
     """Write the model's dataset (and children) to ``loc``; the completion mark is not set."""
     ds = to_xarray(model, chunked=True)
-    # memory:// lives in this process only, and arrays already here would travel to
-    # the workers only to be written: both are written by this process's threads.
-    # Arrays on the workers (or in another store) are written by the workers.
-    here = not any(is_lazy(getattr(model, a, None)) for a in _LAZY_ATTRS)
-    scheduler = "threads" if here or "memory" in _protocols(loc) else None
     encoding = {
         name: {"chunks": (_zarr_rows(v.data.chunksize[0]), *v.shape[1:])}
         for name, v in ds.data_vars.items()
         if v.ndim and v.dims[0] in ("user", "item") and is_lazy(v.data)
     }
+    # Arrays in this process (ids, counts, in-memory factors) are written by its
+    # threads: sent to the workers they would only travel to be written. Arrays on
+    # the workers (or in another store) are written there, after the rest, unless
+    # the store is memory://, which lives in this process only.
+    remote = [
+        name
+        for name, attr in (("user_factors", "user_factors_"), ("item_factors", "item_factors_"),
+                           ("user_bias", "user_bias_"), ("item_bias", "item_bias_"))
+        if name in ds.data_vars and is_lazy(getattr(model, attr, None))
+    ]  # fmt: skip
+    if "memory" in _protocols(loc):
+        remote = []
+    parts = [(ds.drop_vars(remote), "w", "threads")]
+    if remote:
+        lazy = ds[remote]
+        parts.append((lazy.drop_vars(list(lazy.coords)), "a", None))
+    store = loc.store(read_only=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        with dask.config.set(scheduler=scheduler) if scheduler else _nullcontext():
-            ds.to_zarr(
-                loc.store(read_only=False),
-                group=group,
-                mode="w",
-                zarr_format=3,
-                consolidated=False,
-                compute=True,
-                encoding=encoding,
-            )
+        for part, mode, scheduler in parts:
+            with dask.config.set(scheduler=scheduler) if scheduler else _nullcontext():
+                part.to_zarr(
+                    store,
+                    group=group,
+                    mode=mode,
+                    zarr_format=3,
+                    consolidated=False,
+                    compute=True,
+                    encoding={n: e for n, e in encoding.items() if n in part.data_vars},
+                )
     for name, child in getattr(model, "_store_children", lambda: {})().items():
         sub = name if group is None else f"{group}/{name}"
         _write(child, loc, group=sub)
-
-
-_LAZY_ATTRS = ("user_factors_", "item_factors_", "user_bias_", "item_bias_")
 
 
 class _nullcontext:

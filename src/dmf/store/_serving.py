@@ -25,6 +25,7 @@ import zarr
 
 from dmf._errors import ParameterError, RatingsError, StoreError
 from dmf.data._ratings import Ratings
+from dmf.engine._compute import active_client
 from dmf.store._location import Location, open_group, resolve
 
 __all__ = ["Interactions", "read_interactions", "read_titles", "write_extras"]
@@ -36,14 +37,54 @@ Interactions = tuple[np.ndarray, np.ndarray, np.ndarray]
 _CHUNK = 1 << 22
 
 
+def _block_nnz(csr: Any) -> int:
+    return len(csr.indices)
+
+
+def _block_part(csr: Any, what: str, offset: int) -> np.ndarray:
+    if what == "indptr":
+        return np.asarray(csr.indptr[1:], np.int64) + offset
+    if what == "item":
+        return np.asarray(csr.indices, np.int32)
+    return np.asarray(csr.data, np.float32)
+
+
+def _lazy_interactions(ratings: Ratings) -> Interactions:
+    """The CSR as Dask arrays over the row blocks: the workers holding them write them."""
+    import dask.array as da
+
+    csrs = ratings.row_csr()
+    nnz = [int(n) for n in dask.compute(*[dask.delayed(_block_nnz)(c) for c in csrs])]
+    offsets = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
+    rows = np.diff(np.asarray(ratings.row_edges, np.int64))
+
+    def part(what: str, c: Any, j: int, dtype: Any) -> Any:
+        n = int(rows[j]) if what == "indptr" else nnz[j]
+        return da.from_delayed(dask.delayed(_block_part)(c, what, int(offsets[j])), (n,), dtype)
+
+    indptr = da.concatenate(
+        [da.zeros(1, np.int64, chunks=1)]
+        + [part("indptr", c, j, np.int64) for j, c in enumerate(csrs)]
+    )
+    items = da.concatenate([part("item", c, j, np.int32) for j, c in enumerate(csrs)])
+    weights = da.concatenate([part("weight", c, j, np.float32) for j, c in enumerate(csrs)])
+    return indptr, items, weights
+
+
 def interactions_of(model: Any, ratings: Ratings) -> Interactions:
-    """The CSR of ``ratings`` by ``model``'s user and item codes (every id must be known)."""
+    """The CSR of ``ratings`` by ``model``'s user and item codes (every id must be known).
+
+    With the model's own id maps and a ``distributed.Client``, as Dask arrays
+    over the row blocks (nothing gathered here); otherwise NumPy arrays.
+    """
+    same = ratings.users.equals(model.users_) and ratings.items.equals(model.items_)
+    if same and active_client() is not None:
+        return _lazy_interactions(ratings)
     blocks = dask.compute(*ratings.row_csr())
     lengths = np.concatenate([np.diff(b.indptr) for b in blocks] or [np.zeros(0, np.int64)])
     users = np.repeat(np.arange(ratings.n_users, dtype=np.int64), lengths)
     items = np.concatenate([np.asarray(b.indices, np.int64) for b in blocks] or [[]])
     weights = np.concatenate([np.asarray(b.data, np.float32) for b in blocks] or [[]])
-    same = ratings.users.equals(model.users_) and ratings.items.equals(model.items_)
     if not same:
         u_map = model.users_.get_indexer(ratings.users).astype(np.int64)
         i_map = model.items_.get_indexer(ratings.items).astype(np.int64)
@@ -87,11 +128,23 @@ def write_extras(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zarr: the string dtype is not in the v3 spec yet
         if interactions is not None:
-            indptr, items, weights = interactions
             g = root.create_group("interactions", overwrite=True)
-            g.create_array("indptr", data=np.asarray(indptr, np.int64), chunks=(_CHUNK,))
-            g.create_array("item", data=np.asarray(items, np.int32), chunks=(_CHUNK,))
-            g.create_array("weight", data=np.asarray(weights, np.float32), chunks=(_CHUNK,))
+            lazy = []
+            names, dtypes = ("indptr", "item", "weight"), (np.int64, np.int32, np.float32)
+            # memory:// lives in this process: the workers cannot write there
+            here = "memory" in str(loc.fs.protocol)
+            for name, a, dtype in zip(names, interactions, dtypes, strict=True):
+                if hasattr(a, "dask") and here:
+                    a = a.compute()
+                if hasattr(a, "dask"):  # written by the workers that hold the blocks
+                    arr = g.create_array(name, shape=a.shape, dtype=dtype, chunks=(_CHUNK,))
+                    lazy.append((a.astype(dtype).rechunk(_CHUNK), arr))
+                else:
+                    g.create_array(name, data=np.asarray(a, dtype), chunks=(_CHUNK,))
+            if lazy:
+                import dask.array as da
+
+                da.store([a for a, _ in lazy], [z for _, z in lazy], lock=False)
         if titles is not None:
             g = root.create_group("titles", overwrite=True)
             a = g.create_array("title", shape=(len(titles),), dtype=str, chunks=(_CHUNK,))

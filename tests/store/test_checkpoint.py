@@ -14,6 +14,7 @@ import uuid
 import dask
 import numpy as np
 import pytest
+import zarr
 
 import dmf
 from dmf.store import _checkpoint as _checkpoint
@@ -297,3 +298,22 @@ def test_interrupted_resave_of_the_same_iteration_keeps_the_old_one(ckpt, monkey
         save_checkpoint(ckpt, 2, _arrays(3), {"it": "second"})
     monkeypatch.undo()
     assert load_checkpoint(ckpt)[2] == {"it": "first"}
+
+
+def test_dask_arrays_are_written_block_by_block(tmp_path, monkeypatch):
+    """Factors held as Dask arrays (on the workers, in a sharded fit) checkpoint as NumPy would."""
+    import dask.array as da
+
+    monkeypatch.setattr(_checkpoint, "_CHUNK_BYTES", 10_000 * 8 * 4)  # Zarr chunks of 10K rows
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(70_001, 8)).astype(np.float32)
+    path = str(tmp_path / "ckpt.zarr")
+    save_checkpoint(
+        path, 2, {"u": da.from_array(u, chunks=((30_000, 40_001), (8,))), "b": u[:, 0]}, {}
+    )
+    it, arrays, _ = load_checkpoint(path)
+    assert it == 2
+    stored = [n for n in os.listdir(tmp_path / "ckpt.zarr") if n.startswith("iter-")]
+    assert zarr.open_array(str(tmp_path / "ckpt.zarr" / stored[0] / "u")).chunks == (10_000, 8)
+    np.testing.assert_array_equal(arrays["u"], u)
+    np.testing.assert_array_equal(arrays["b"], u[:, 0])

@@ -27,6 +27,7 @@ import numpy as np
 import zarr
 
 from dmf._errors import ParameterError, StoreError, check_int
+from dmf.core._lazy import is_lazy
 from dmf.store._location import Location, dumps_json, loads_json, open_group, resolve
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
@@ -134,7 +135,8 @@ def save_checkpoint(
     state_json = dumps_json(state, "checkpoint state")
     values = {}
     for name, value in arrays.items():
-        a = np.array(value, order="C", copy=None)
+        # Dask arrays (blocks on the workers) are written by the workers below.
+        a = value if is_lazy(value) else np.array(value, order="C", copy=None)
         if a.dtype == object:
             raise ParameterError(f"checkpoint array {name!r} has dtype object; use numbers")
         values[name] = a
@@ -150,13 +152,26 @@ def save_checkpoint(
         final = target = loc.child(f"{_iter_name(iteration)}-{uuid.uuid4().hex[:8]}")
     target.rm()
     group = open_group(target, mode="w")
+    here = "memory" in str(loc.fs.protocol)  # memory:// lives in this process only
+    sources, targets = [], []
     for name, a in values.items():
         row_bytes = max(1, a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
         rows = max(1, min(a.shape[0], _CHUNK_BYTES // row_bytes)) if a.ndim else 0
         chunks = (rows, *a.shape[1:]) if a.ndim else ()
         arr = group.create_array(name, shape=a.shape, dtype=a.dtype, chunks=chunks)
-        if a.size:
-            arr[...] = a
+        if not a.size:
+            continue
+        if is_lazy(a) and a.ndim and not here:
+            # whole Zarr chunks per Dask chunk, so no two tasks write one chunk
+            per = max(1, round(max(a.chunks[0]) / rows)) * rows
+            sources.append(a.rechunk((per, *a.shape[1:])))
+            targets.append(arr)
+        else:
+            arr[...] = np.asarray(a)
+    if sources:
+        import dask.array as da
+
+        da.store(sources, targets, lock=False)
     group.attrs.update(
         {
             "iteration": iteration,

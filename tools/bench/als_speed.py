@@ -25,7 +25,9 @@ import argparse
 import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import _report
 import numpy as np
 
 
@@ -159,7 +161,9 @@ def main() -> None:
     p.add_argument("--cg-steps", type=int, default=3)
     p.add_argument("--chunk-nnz", type=int, default=1_000_000)
     p.add_argument("--solvers", default="cg,cholesky")
+    p.add_argument("--json", type=Path, default=_report.default_json(__file__))
     args = p.parse_args()
+    ctx = _report.context(__file__)
 
     import dask
 
@@ -206,30 +210,65 @@ def main() -> None:
             ) / gsec / 1e9  # fmt: skip
             ksec = kernel_seconds(ucsr, model.item_factors_, threads)
             kuseful = (nnz * k**2 + m * k**3 / 3) / ksec / 1e9
-    print()
-    print(f"ALS explicit, rank {k}, {args.iters} iterations, {data.n_blocks} row blocks, float32")
-    print("| solver | fit s | iteration 1 s (compile) | s / iteration | GFLOP/s | % of GEMM "
-          "| train RMSE |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for solver, total, first, per_it, gf, rmse in rows:
-        print(
-            f"| {solver} | {total:.1f} | {first:.2f} | {per_it:.2f} | {gf:.1f} | "
-            f"{100 * gf / gemm:.0f}% | {rmse:.4f} |"
-        )
+    result = {
+        **ctx,
+        "shape": {"users": m, "items": n, "nnz": nnz, "blocks": data.n_blocks},
+        "rank": k,
+        "iters": args.iters,
+        "gemm_gflops": gemm,
+        "solvers": [
+            dict(
+                zip(
+                    ("solver", "fit_s", "first_s", "iteration_s", "gflops", "train_rmse"),
+                    r,
+                    strict=True,
+                )
+            )
+            for r in rows
+        ],
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+    }
     if "cholesky" in args.solvers:
-        print(
-            f"\nCholesky Gram loop (user side, one half-sweep): {gsec:.2f} s, "
-            f"{useful:.1f} GFLOP/s counted nnz*k^2 ({100 * useful / gemm:.0f}% of GEMM), "
-            f"{executed:.1f} GFLOP/s executed ({100 * executed / gemm:.0f}% of GEMM; full "
-            f"GEMM for rows of <= {_blas_rows()} ratings, lower-triangle tiles above)"
+        result["gram"] = {"seconds": gsec, "useful_gflops": useful, "executed_gflops": executed}
+        result["kernel"] = {"seconds": ksec, "useful_gflops": kuseful, "blas_rows": _blas_rows()}
+    print("\n\n".join(figures(result).values()))
+    _report.write(args.json, result)
+
+
+def figures(data: dict) -> dict[str, str]:
+    """What the pages show of ``docs/_data/als_speed.json``."""
+    gemm = data["gemm_gflops"]
+    sh = data["shape"]
+    lines = [
+        f"ALS explicit, {sh['users']:,} users x {sh['items']:,} items, {sh['nnz']:,} ratings, "
+        f"rank {data['rank']}, {data['iters']} iterations, {sh['blocks']} row blocks, float32; "
+        f"float32 GEMM {gemm:.0f} GFLOP/s measured in the same run.",
+        "",
+        "| solver | fit s | iteration 1 s (compile) | s / iteration | GFLOP/s | % of GEMM "
+        "| train RMSE |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    out = {}
+    for r in data["solvers"]:
+        lines.append(
+            f"| {r['solver']} | {r['fit_s']:.1f} | {r['first_s']:.2f} | {r['iteration_s']:.2f} "
+            f"| {r['gflops']:.1f} | {100 * r['gflops'] / gemm:.0f}% | {r['train_rmse']:.4f} |"
         )
-        print(
-            f"Cholesky kernel (user side, one half-sweep: gather, Gram, solve): {ksec:.2f} s, "
-            f"{kuseful:.1f} GFLOP/s counted nnz*k^2 + users*k^3/3 "
-            f"({100 * kuseful / gemm:.0f}% of GEMM)"
-        )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"peak RSS of this process (data generation included): {peak:.2f} GB")
+        out[f"{r['solver']}_iteration"] = f"{r['iteration_s']:.2f} s"
+    if "gram" in data:
+        g, kern = data["gram"], data["kernel"]
+        lines += [
+            "",
+            f"Cholesky Gram loop (user side, one half-sweep): {g['seconds']:.2f} s, "
+            f"{g['useful_gflops']:.1f} GFLOP/s counted nnz·k² "
+            f"({100 * g['useful_gflops'] / gemm:.0f}% of GEMM), {g['executed_gflops']:.1f} "
+            f"GFLOP/s executed (full GEMM for rows of at most {kern['blas_rows']} ratings, "
+            "lower-triangle tiles above). The whole kernel (gather, Gram, solve): "
+            f"{kern['seconds']:.2f} s, {100 * kern['useful_gflops'] / gemm:.0f}% of GEMM.",
+        ]
+        out["gram_share"] = f"{100 * g['useful_gflops'] / gemm:.0f}%"
+    out["table"] = "\n".join(lines) + "\n\n" + _report.measured(data)
+    return out
 
 
 if __name__ == "__main__":

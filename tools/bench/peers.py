@@ -5,7 +5,7 @@ scikit-surprise, implicit; and Java 17 for Spark)::
 
     python tools/bench/peers.py                          # ML-100K u1, ML-1M and ML-10M shapes
     python tools/bench/peers.py --data ml100k,ml1m       # the smaller ones only
-    python tools/bench/peers.py --no-write               # print, leave docs/ alone
+    python tools/bench/peers.py --no-write               # print, write no JSON
 
 What makes it a fair comparison:
 
@@ -32,9 +32,9 @@ What makes it a fair comparison:
   one function here from each library's factors (train positives masked, users
   with at least one test positive).
 
-It writes a markdown table into ``docs/performance.md`` between the
-``<!-- peers:start -->`` and ``<!-- peers:end -->`` markers, with the machine,
-its load, and the library versions.
+It writes ``docs/_data/peers.json`` (each data set measured replaces its own run;
+the machine, its load and the library versions with it); ``tools/render_docs.py``
+puts the tables into ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "performance.md"
-START, END = "<!-- peers:start -->", "<!-- peers:end -->"
+JSON = ROOT / "docs" / "_data" / "peers.json"
 
 DATA = {
     "ml100k": "MovieLens 100K, official u1 split (80,000 / 20,000)",
@@ -407,8 +406,8 @@ def run_child(library: str, task: str, params: dict[str, Any], data: str, timeou
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for name in ("dmf", "dask", "distributed", "numpy", "numba", "scipy", "pandas"):
+    out = {"dmf": version("dask-mf")}  # the distribution's name; the import is dmf
+    for name in ("dask", "distributed", "numpy", "numba", "scipy", "pandas"):
         out[name] = version(name)
     for name in ("scikit-surprise", "pyspark", "implicit"):
         try:
@@ -442,96 +441,100 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, str]:
-    """The markdown of each data set measured, keyed by data set name."""
+def render(results: list[dict[str, Any]], meta: dict[str, Any], data: str) -> str:
+    """The markdown section of one data set's run."""
     when = (
-        f"Measured {meta['when']} by `python tools/bench/peers.py --data "
-        f"{','.join(meta['data'])}` (total {meta['wall'] / 60:.1f} min), 1-minute load "
-        f"average {meta['load'][0]:.1f} at the start (before this run's own work) and "
-        f"{meta['load'][1]:.1f} at the end (including it): "
+        f"Measured {meta['when']} by `{meta['command']}` (total {meta['wall'] / 60:.1f} min), "
+        f"1-minute load average {meta['load'][0]:.1f} at the start (before this run's own "
+        f"work) and {meta['load'][1]:.1f} at the end (including it): "
         + (
             "**measured under load** (other work shared the 2 cores)."
             if meta["load"][0] > 1.0
             else "no other work was running."
         )
     )
-    sections = {}
-    for data in meta["data"]:
-        rows = [r for r in results if r["data"] == data]
-        if not rows:
+    rows = [r for r in results if r["data"] == data]
+    lines = [
+        f"### {DATA[data]}",
+        "",
+        when,
+        "",
+        "| task | library | method | settings | fit s | start-up s | test metric | "
+        "peak RSS GB | dmf speed-up |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        res = r["result"]
+        ratio = _ratio(rows, r)
+        if "error" in res:
+            metric, fit, start = res["error"], "", ""
+        else:
+            metric = f"RMSE {res['rmse']:.4f}" if "rmse" in res else f"p@10 {res['p@10']:.4f}"
+            fit, start = _fmt(res["fit_s"], 2), _fmt(res.get("startup_s"), 1)
+        lines.append(
+            f"| {r['task']} | {r['library']} | {r['method']} | {r['settings']} | {fit} | "
+            f"{start} | {metric} | {res.get('peak_rss', 0) / 1e9:.2f} | "
+            f"{'' if ratio is None else f'{ratio:.1f}x'} |"
+        )
+    return "\n".join(lines)
+
+
+def _ratio(rows: list[dict[str, Any]], r: dict[str, Any]) -> float | None:
+    """A peer's fit seconds over dmf's for the same task (> 1: dmf is faster)."""
+    mine = next((x for x in rows if x["task"] == r["task"] and x["library"] == "dmf"), None)
+    if r["library"] == "dmf" or mine is None:
+        return None
+    if "fit_s" not in r["result"] or "fit_s" not in mine["result"]:
+        return None
+    return r["result"]["fit_s"] / max(mine["result"]["fit_s"], 1e-9)
+
+
+def figures(data: dict[str, Any]) -> dict[str, str]:
+    """What the pages show of ``docs/_data/peers.json`` (see ``tools/render_docs.py``)."""
+    runs = data["runs"]
+    meta = data["meta"]
+    out = {
+        "header": "\n".join(
+            [
+                f"- Machine: {meta['machine']}.",
+                "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+                "- `fit s`: the fit call alone. `start-up s`: Spark's JVM and session start; "
+                "for dmf the one-off numba compilation on tiny data in the same process. "
+                "`peak RSS`: largest resident memory of the run's process tree (JVM included). "
+                "`dmf speed-up`: the peer's fit seconds / dmf's for the same task (> 1: dmf is "
+                "faster). Each data set's section says when and under what load it was "
+                "measured; ratios compare within one section.",
+            ]
+        )
+    }
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for name in DATA:
+        if name not in runs:
             continue
-        lines = [
-            f"### {DATA[data]}",
-            "",
-            when,
-            "",
-            "| task | library | method | settings | fit s | start-up s | test metric | "
-            "peak RSS GB | dmf speed-up |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in rows:
-            res = r["result"]
-            dmf_row = next(
-                (x for x in rows if x["task"] == r["task"] and x["library"] == "dmf"), None
-            )
-            if "error" in res:
-                metric, fit, start, ratio = res["error"], "", "", ""
-            else:
-                metric = f"RMSE {res['rmse']:.4f}" if "rmse" in res else f"p@10 {res['p@10']:.4f}"
-                fit, start = _fmt(res["fit_s"], 2), _fmt(res.get("startup_s"), 1)
-                ratio = ""
-                if r["library"] != "dmf" and dmf_row and "fit_s" in dmf_row["result"]:
-                    ratio = f"{res['fit_s'] / max(dmf_row['result']['fit_s'], 1e-9):.1f}x"
-            lines.append(
-                f"| {r['task']} | {r['library']} | {r['method']} | {r['settings']} | {fit} | "
-                f"{start} | {metric} | {res.get('peak_rss', 0) / 1e9:.2f} | {ratio} |"
-            )
-        sections[data] = "\n".join(lines) + "\n"
-    return sections
-
-
-def _old_sections(text: str) -> dict[str, str]:
-    """The data set sections of the block already in the page (kept when not re-measured)."""
-    if START not in text or END not in text:
-        return {}
-    block = text.split(START, 1)[1].split(END, 1)[0]
-    out = {}
-    for part in block.split("\n### ")[1:]:
-        title = part.split("\n", 1)[0].strip()
-        for name, label in DATA.items():
-            if title == label:
-                out[name] = "### " + part.rstrip() + "\n"
+        run = runs[name]
+        out[name] = render(run["rows"], run, name)
+        for r in run["rows"]:
+            ratio = _ratio(run["rows"], r)
+            if ratio is not None:
+                ratios.setdefault((r["task"], r["library"]), []).append(ratio)
+    for (task, library), values in ratios.items():
+        lo, hi = min(values), max(values)
+        key = f"{task}_vs_{library.split()[0].lower()}"
+        out[key] = f"{lo:.1f}x" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}x"
+        inverse = [1 / v for v in values]
+        out[key + "_inverse"] = f"{min(inverse):.1f}-{max(inverse):.1f}x"
     return out
 
 
-def write_doc(sections: dict[str, str], meta: dict[str, Any]) -> str:
-    """Put the sections into docs/performance.md; data sets not measured now keep theirs."""
-    text = DOC.read_text() if DOC.exists() else "# Performance\n\n" + START + "\n" + END + "\n"
-    kept = {k: v for k, v in _old_sections(text).items() if k not in sections}
-    lines = [
-        START,
-        "",
-        f"- Machine: {meta['machine']}.",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
-        "- `fit s`: the fit call alone. `start-up s`: Spark's JVM and session start; for dmf "
-        "the one-off numba compilation on tiny data in the same process. `peak RSS`: largest "
-        "resident memory of the run's process tree (JVM included). `dmf speed-up`: the peer's "
-        "fit seconds / dmf's for the same task (> 1: dmf is faster). Each data set's section "
-        "says when and under what load it was measured; ratios compare within one section.",
-        "",
-    ]
-    for name in DATA:
-        if name in sections or name in kept:
-            lines.append(sections.get(name) or kept[name])
-    lines.append(END)
-    block = "\n".join(lines)
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
-    return block
+def write_json(path: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Each measured data set replaces its own run in the JSON; the others are kept."""
+    data = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    data["meta"] = {"machine": meta["machine"], "versions": meta["versions"]}
+    for name in meta["data"]:
+        run = {k: meta[k] for k in ("when", "command", "load", "wall")}
+        data["runs"][name] = {**run, "rows": [r for r in results if r["data"] == name]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def main() -> None:
@@ -541,6 +544,7 @@ def main() -> None:
     p.add_argument("--libraries", default="dmf,Surprise,Spark MLlib,implicit")
     p.add_argument("--tasks", default="baseline,als,sgd,implicit")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    p.add_argument("--json", type=Path, default=JSON, help="where the results go")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args()
     if args.child:
@@ -555,6 +559,7 @@ def main() -> None:
         data_files(d)  # generate before any clock starts
     meta: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python tools/bench/peers.py " + " ".join(sys.argv[1:]),
         "data": datas,
         "machine": _machine(),
         "versions": _versions(),
@@ -573,11 +578,11 @@ def main() -> None:
             print(f"{data:7s} {task:9s} {library:12s} {shown}", flush=True)
     meta["load"] = (load0, os.getloadavg()[0])
     meta["wall"] = time.perf_counter() - t0
-    sections = render(results, meta)
-    print("\n".join(sections.values()))
+    for data in datas:
+        print(render(results, meta, data) + "\n")
     if not args.no_write:
-        write_doc(sections, meta)
-        print(f"wrote {DOC}")
+        write_json(args.json, results, meta)
+        print(f"wrote {args.json}; now run: python tools/render_docs.py")
 
 
 if __name__ == "__main__":

@@ -460,6 +460,29 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Short names for the rows the pages quote in prose (README.md).
+QUOTED = {
+    "ials": "dmf ALS(implicit=True)",
+    "bpr": "dmf BPR",
+    "ease": "EASE, best lambda (test)",
+    "implicit_grid": "implicit ALS, best of grid (test)",
+    "lenskit_itemknn": "LensKit ItemKNN",
+    "popular": "most popular",
+}
+
+
+def figures(data: dict[str, Any]) -> dict[str, str]:
+    """What the pages show of ``docs/_data/ranking_peers.json`` (tools/render_docs.py)."""
+    out = {}
+    for name, result in data["data"].items():
+        out[name] = table(result)
+        by_model = {r["model"]: r for r in result["rows"] if f"precision@{K}" in r}
+        for key, model in QUOTED.items():
+            if model in by_model:
+                out[f"{name}.{key}"] = f"{by_model[model][f'precision@{K}']:.3f}"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="ml100k,lastfm", help="comma-separated: ml100k, lastfm")

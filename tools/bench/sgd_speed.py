@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import _report
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,43 +101,31 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--grids", default="2,4")
     ap.add_argument("--pad-rank", type=int, default=100)
+    ap.add_argument("--json", type=Path, default=_report.default_json(__file__))
     args = ap.parse_args()
 
     import dmf
     import dmf.models.sgd._estimator as sgd_mod
     from dmf.testing import random_ratings
 
-    print(f"# sgd_speed  {time.strftime('%Y-%m-%d %H:%M:%S')}  load avg {os.getloadavg()}")
+    result = {**_report.context(__file__), "shape": args.shape, "rank": args.rank}
     t = time.perf_counter()
     ratings = load(args.shape)
     print(f"# {args.shape}: {ratings}  (loaded in {time.perf_counter() - t:.1f} s)")
+    result["nnz"] = ratings.nnz
     dmf.SGD(rank=args.rank, max_iter=1).fit(random_ratings())  # compile the kernel
     k = args.rank
-    bound = BANDWIDTH / (2 * k * 4)
-    print()
-    print(
-        "| grid | rank | s/epoch (median) | ratings/s | memory bound ratings/s | % of bound "
-        "| CPU s/epoch (all threads) | load avg |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    result["bound"] = BANDWIDTH / (2 * k * 4)
+    result["grids"] = []
     for g in [int(x) for x in args.grids.split(",") if x.strip().isdigit()]:
         cpu, model = fit_epochs(ratings, k, args.epochs, g)
         sec = float(np.median(model.history["seconds"]))
-        rate = ratings.nnz / sec
-        print(
-            f"| {g} | {k} | {sec:.3f} | {rate / 1e6:.1f} M | {bound / 1e6:.1f} M "
-            f"| {100 * rate / bound:.0f}% | {cpu:.3f} | {os.getloadavg()[0]:.1f} |",
-            flush=True,
+        result["grids"].append(
+            {"grid": g, "epoch_s": sec, "cpu_s": cpu, "load": os.getloadavg()[0]}
         )
-    ns = kernel_alone(ratings, k)
-    print(
-        f"\nkernel alone, one thread, one block of a 2x2 grid: {ns:.1f} ns/rating "
-        f"(CPU time) = {1e3 / ns:.1f} M ratings/s per thread"
-    )
-
-    print()
-    print("| internal rank | rank | s/epoch (median, grid 2) | CPU s/epoch |")
-    print("|---|---:|---:|---:|")
+        print(figures(result)["grids"].splitlines()[-1], flush=True)
+    result["kernel_ns"] = kernel_alone(ratings, k)
+    result["padding"] = []
     for pad in (16, 4, 16, 4):  # interleaved: the load drifts
         old = sgd_mod.PAD
         sgd_mod.PAD = pad
@@ -147,7 +136,46 @@ def main() -> None:
             sgd_mod.PAD = old
         kpad = -(-args.pad_rank // pad) * pad
         sec = float(np.median(model.history["seconds"]))
-        print(f"| {kpad} | {args.pad_rank} | {sec:.3f} | {cpu:.3f} |", flush=True)
+        result["padding"].append({"internal_rank": kpad, "rank": args.pad_rank, "epoch_s": sec,
+                                  "cpu_s": cpu})  # fmt: skip
+    out = figures(result)
+    print(out["grids"], out["kernel"], out["padding"], sep="\n\n")
+    _report.write(args.json, result)
+
+
+def figures(data: dict) -> dict[str, str]:
+    """What the pages show of ``docs/_data/sgd_speed.json``."""
+    nnz, bound, k = data["nnz"], data["bound"], data["rank"]
+    lines = [
+        "| grid | rank | s/epoch (median) | ratings/s | memory bound ratings/s | % of bound "
+        "| CPU s/epoch (all threads) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in data["grids"]:
+        rate = nnz / g["epoch_s"]
+        lines.append(
+            f"| {g['grid']} | {k} | {g['epoch_s']:.3f} | {rate / 1e6:.1f} M | {bound / 1e6:.1f} M "
+            f"| {100 * rate / bound:.0f}% | {g['cpu_s']:.3f} |"
+        )
+    out = {"grids": "\n".join(lines) + "\n\n" + _report.measured(data) if "grids" in data else ""}
+    if "kernel_ns" in data:
+        ns = data["kernel_ns"]
+        out["kernel"] = f"{ns:.1f} ns per rating ({1e3 / ns:.1f} M ratings/s per thread)"
+    pad = [
+        "| internal rank | rank | s/epoch (median, grid 2) | CPU s/epoch |",
+        "|---|---:|---:|---:|",
+    ]
+    for p in data.get("padding", []):
+        pad.append(
+            f"| {p['internal_rank']} | {p['rank']} | {p['epoch_s']:.3f} | {p['cpu_s']:.3f} |"
+        )
+    out["padding"] = "\n".join(pad)
+    if data.get("grids"):
+        secs = [g["epoch_s"] for g in data["grids"]]
+        rates = [nnz / s / 1e6 for s in secs]
+        out["epoch_s"] = f"{min(secs):.2f}-{max(secs):.2f} s"
+        out["rate"] = f"{min(rates):.1f}-{max(rates):.1f} M ratings/s"
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """dmf.SGD against Surprise's SVD, side by side, same data and same hyper-parameters.
 
 Run: ``python tools/bench/sgd_vs_surprise.py [--data ml100k,ml1m] [--repeat 3] [--rounds 3]``
+(writes ``docs/_data/sgd_vs_surprise.json``; ``tools/render_docs.py`` renders it).
 
 Data: MovieLens 100K's official u1 split (from ``$DMF_DATA``) and the synthetic
 ML-1M shape (6,040 x 3,706, 1M ratings; ``dmf.datasets.synthetic``, seed 0,
@@ -36,6 +37,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,6 +167,7 @@ def main() -> None:
     ap.add_argument("--data", default="ml100k,ml1m")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=_report.default_json(__file__))
     ap.add_argument("--worker", choices=["surprise", "dmf"])
     ap.add_argument("--train")
     ap.add_argument("--test")
@@ -172,12 +176,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    print(f"# sgd_vs_surprise  {time.strftime('%Y-%m-%d %H:%M:%S')}  load avg {os.getloadavg()}")
-    print(
-        "| data | library | settings | fit s (best) | CPU s (all threads) "
-        "| test RMSE (mean of fits) | dmf speed-up (wall) | notes |"
-    )
-    print("|---|---|---|---:|---:|---:|---:|---|")
+    result = {**_report.context(__file__), "data": {}}
     for name in args.data.split(","):
         train, test = data_files(name)
         repeat = args.repeat if name == "ml100k" else max(1, args.repeat // 2)
@@ -191,31 +190,62 @@ def main() -> None:
             )
         s, d = merge([r[0] for r in rounds]), merge([r[1] for r in rounds])
         dd = spawn("dmf", train, test, {}, repeat)
-        per_round = ", ".join(
-            f"{a['fit_s'] / b['fit_s']:.1f}x" for a, b in rounds if "fit_s" in a and "fit_s" in b
-        )
-        rows = [
-            ("Surprise SVD", "defaults (rank 100, 20 ep, lr .005, reg .02)", s, None, ""),
-            ("dmf SGD", "same as Surprise", d, s, f"rounds: {per_round}; "),
-            ("dmf SGD", "dmf defaults (rank 64, 45 ep, lr .01, reg .08)", dd, s, ""),
-        ]
-        for lib, settings, r, ref, notes in rows:
-            if "error" in r:
-                print(f"| {name} | {lib} | {settings} | - | - | - | - | {r['error']} |")
-                continue
-            speed = f"{ref['fit_s'] / r['fit_s']:.1f}x" if ref and "fit_s" in ref else ""
-            if "grid" in r:
-                notes += (
-                    f"grid {r['grid']}, {r['epoch_s'] * 1e3:.1f} ms/epoch, "
-                    f"compile {r['compile_s']:.1f} s (once per process, not in fit s)"
-                )
-            rm = r["rmses"]
-            print(
-                f"| {name} | {lib} | {settings} | {r['fit_s']:.3f} | {r['cpu_s']:.3f} "
-                f"| {sum(rm) / len(rm):.4f} ({len(rm)} fits, {min(rm):.4f}-{max(rm):.4f}) "
-                f"| {speed} | {notes} |",
-                flush=True,
+        per_round = [a["fit_s"] / b["fit_s"] for a, b in rounds if "fit_s" in a and "fit_s" in b]
+        result["data"][name] = {
+            "rows": [
+                {"library": "Surprise SVD", "settings": SURPRISE_LABEL, **s},
+                {"library": "dmf SGD", "settings": "same as Surprise", **d},
+                {"library": "dmf SGD", "settings": DMF_LABEL, **dd},
+            ],
+            "speedup": s["fit_s"] / d["fit_s"] if "fit_s" in s and "fit_s" in d else None,
+            "per_round": per_round,
+        }
+        print(table(result, name), flush=True)
+    _report.write(args.json, result)
+
+
+SURPRISE_LABEL = "defaults (rank 100, 20 ep, lr .005, reg .02)"
+DMF_LABEL = "dmf defaults (rank 64, 45 ep, lr .01, reg .08)"
+LABELS = {"ml100k": "ML-100K u1", "ml1m": "synthetic ML-1M shape"}
+
+
+def table(result: dict, name: str) -> str:
+    """One data set's rows: best fit over all rounds, test RMSE as the mean of every fit."""
+    run = result["data"][name]
+    ref = run["rows"][0]
+    lines = []
+    for r in run["rows"]:
+        if "error" in r:
+            lines.append(
+                f"| {LABELS[name]} | {r['library']} | {r['settings']} | | | | | {r['error']} |"
             )
+            continue
+        speed = "" if r is ref else f"{ref['fit_s'] / r['fit_s']:.1f}x"
+        notes = ""
+        if r is run["rows"][1] and run["per_round"]:
+            notes = "rounds: " + ", ".join(f"{x:.1f}x" for x in run["per_round"])
+        rm = r["rmses"]
+        lines.append(
+            f"| {LABELS[name]} | {r['library']} | {r['settings']} | {r['fit_s']:.3f} "
+            f"| {r['cpu_s']:.3f} | {sum(rm) / len(rm):.4f} ({min(rm):.4f}-{max(rm):.4f}) "
+            f"| {speed} | {notes} |"
+        )
+    return "\n".join(lines)
+
+
+def figures(data: dict) -> dict[str, str]:
+    """What the pages show of ``docs/_data/sgd_vs_surprise.json``."""
+    head = [
+        "| data | library | settings | fit s (best) | CPU s | test RMSE (mean, range) "
+        "| dmf speed-up (wall) | notes |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    out = {"table": "\n".join(head + [table(data, n) for n in data["data"]])}
+    out["table"] += "\n\n" + _report.measured(data)
+    for name, run in data["data"].items():
+        if run["speedup"]:
+            out[f"{name}_speedup"] = f"{run['speedup']:.1f}x"
+    return out
 
 
 if __name__ == "__main__":

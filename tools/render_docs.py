@@ -95,6 +95,7 @@ def render(text: str) -> str:
     return INLINE.sub(inline, BLOCK.sub(block, text))
 
 
+TARGET = re.compile(r"[<>≤≥]=?\s*[\d.,]+\s*[^\s|,;]*")
 #: A table header naming a measurement: every number under it is a figure.
 MEASURED_HEADER = re.compile(
     r"\b(s|ms|seconds|RMSE|MAE|precision|recall|NDCG|p@10|req(uests)?/s|GB|MB|speed-up|p50|p99)\b"
@@ -105,8 +106,9 @@ MEASURED_HEADER = re.compile(
 
 def unsourced(text: str) -> list[str]:
     """Table rows that look measured but stand outside every figures block."""
-    outside = BLOCK.sub("", text)
+    outside = INLINE.sub("", BLOCK.sub("", text))
     outside = re.sub(r"^```.*?^```", "", outside, flags=re.S | re.M)  # code is not a figure
+    outside = TARGET.sub("", outside)  # "< 30 s" is a target, not a measurement
     found: list[str] = []
     header = None
     for line in outside.splitlines():

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import _report
+
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_GB = 6.0
 
@@ -64,7 +66,9 @@ def main() -> None:
     p.add_argument("--methods", default="als,sgd")
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--json", type=Path, default=_report.default_json(__file__))
     args = p.parse_args()
+    ctx = _report.context(__file__)
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import files
 
@@ -90,20 +94,29 @@ def main() -> None:
         res = json.loads(lines[-1])
         rows.append((method, res))
         print(method, res, flush=True)
-    print()
-    print(
-        f"| fit | ratings | rank | iterations | build s | fit s | s/iteration | "
-        f"peak RSS GB (ru_maxrss) | sampled GB | under {LIMIT_GB:g} GB |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for method, r in rows:
-        ok = "yes" if r["maxrss"] < LIMIT_GB * 1e9 else "**no**"
+    result = {**ctx, "rank": args.rank, "iterations": args.iterations, "limit_gb": LIMIT_GB}
+    result["rows"] = [{"method": m, **r} for m, r in rows]
+    print(figures(result)["table"])
+    _report.write(args.json, result)
+
+
+def figures(data: dict) -> dict[str, str]:
+    """What the pages show of ``docs/_data/memory_ceiling.json``."""
+    limit = data["limit_gb"]
+    lines = [
+        "| fit | ratings | rank | iterations | build s | fit s | s/iteration | "
+        f"peak RSS GB (ru_maxrss) | sampled GB | under {limit:g} GB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in data["rows"]:
+        ok = "yes" if r["maxrss"] < limit * 1e9 else "**no**"
         spi = "" if r["s_per_iter"] is None else f"{r['s_per_iter']:.1f}"
-        print(
-            f"| {method.upper()} | {r['nnz']:,} | {args.rank} | {args.iterations} | "
+        lines.append(
+            f"| {r['method'].upper()} | {r['nnz']:,} | {data['rank']} | {data['iterations']} | "
             f"{r['build_s']:.1f} | {r['fit_s']:.1f} | {spi} | {r['maxrss'] / 1e9:.2f} | "
             f"{r['sampled'] / 1e9:.2f} | {ok} |"
         )
+    return {"table": "\n".join(lines) + "\n\n" + _report.measured(data)}
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import _report
 import numpy as np
 import pandas as pd
 
@@ -87,7 +89,9 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=26_744)
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=500)
+    ap.add_argument("--json", type=Path, default=_report.default_json(__file__))
     args = ap.parse_args()
+    ctx = _report.context(__file__)
 
     t0 = time.perf_counter()
     model = random_model(args.users, args.items, args.rank)
@@ -163,10 +167,44 @@ def main() -> None:
     )
     report("load (memory://)", timed(lambda: dmf.load(url), 5, warmup=1))
 
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'step':<{width}}  {'calls':>6}  {'median ms':>10}  {'p99 ms':>9}  target")
-    for name, n, med, p99, target in rows:
-        print(f"{name:<{width}}  {n:>6}  {med:>10.3f}  {p99:>9.3f}  {target}")
+    result = {
+        **ctx,
+        "shape": {"users": args.users, "items": args.items, "rank": args.rank},
+        "steps": [
+            {"step": name, "calls": n, "median_ms": med, "p99_ms": p99, "target": target}
+            for name, n, med, p99, target in rows
+        ],
+    }
+    print(figures(result)["table"])
+    _report.write(args.json, result)
+
+
+KEYS = {
+    "recommend": "recommend(users=[u], k=10), all items",
+    "fold_in": "fold_in: 1 new user, 50 ratings",
+}
+
+
+def figures(data: dict) -> dict[str, str]:
+    """What the pages show of ``docs/_data/serving.json``."""
+    sh = data["shape"]
+    lines = [
+        f"A model of {sh['users']:,} users x {sh['items']:,} items, rank {sh['rank']}.",
+        "",
+        "| step | calls | median ms | p99 ms | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    out = {}
+    for r in data["steps"]:
+        lines.append(
+            f"| `{r['step']}` | {r['calls']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} "
+            f"| {r['target']} |"
+        )
+        for key, name in KEYS.items():
+            if r["step"] == name:
+                out[key] = f"{r['median_ms']:.2f} ms median, {r['p99_ms']:.2f} ms p99"
+    out["table"] = "\n".join(lines) + "\n\n" + _report.measured(data)
+    return out
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ PENDING = {
     "docs/evaluation.md": "the blend recipe tables",
     "docs/performance.md": "the communication table (tests/integration/test_comm.py)",
     "docs/serving.md": "the load-test table (tools/bench/serve_load.py)",
+    "docs/persistence.md": "the client-memory table (tools/bench/store_memory.py)",
 }
 
 

@@ -128,5 +128,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def figures(data: dict[str, Any]) -> dict[str, str]:
+    """What the pages show of ``docs/_data/rank_blend.json`` (tools/render_docs.py)."""
+    lines = [
+        "| fold | weights chosen (ALS, BPR, Popular) | ALS NDCG@10 | BPR | "
+        "blend, members on 80 % | blend refitted | gain over best member |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    out = {}
+    gains = []
+    for f in data["folds"]:
+        rows = {(r["model"], r["stage"].startswith("refitted")): r for r in f["rows"]}
+        w = ", ".join(f"{v:g}" for v in f["weights"].values())
+        gain = f["gain_ndcg@10_over_best_member"]
+        gains.append(gain)
+        lines.append(
+            f"| {f['fold']} | {w} | {rows['ALS(implicit=True)', True]['ndcg@10']:.4f} "
+            f"| {rows['BPR()', True]['ndcg@10']:.4f} | {rows['blend', False]['ndcg@10']:.4f} "
+            f"| {rows['blend', True]['ndcg@10']:.4f} | {gain:+.4f} |"
+        )
+        for model, key in (("blend", "blend"), ("ALS(implicit=True)", "als")):
+            for metric in ("ndcg@10", "precision@10"):
+                out[f"{f['fold']}.{key}.{metric}"] = f"{rows[model, True][metric]:.4f}"
+        out[f"{f['fold']}.gain"] = f"{gain:+.4f}"
+    out["mean_gain"] = f"{sum(gains) / len(gains):+.4f}"
+    out["table"] = "\n".join(lines)
+    return out
+
+
 if __name__ == "__main__":
     sys.exit(main())

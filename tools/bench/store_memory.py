@@ -168,5 +168,23 @@ def main() -> None:
             f.write("\n")
 
 
+def figures(data: dict) -> dict[str, str]:
+    """What the pages show of ``docs/_data/store_memory.json`` (tools/render_docs.py)."""
+    syn, save, load = data["synthetic"], data["save"], data["load_recommend"]
+    lines = [
+        "| step | client RSS growth |",
+        "|---|---:|",
+        f'| `dmf.datasets.synthetic` ({syn["large_graph_warnings"]} "large graph" warnings) '
+        f"| {syn['client_rss_growth_mb']:.0f} MB |",
+        f"| `model.save` | {save['client_rss_growth_mb']:.0f} MB |",
+        "| `dmf.load` (lazy by size) + one single-user `recommend` "
+        f"| {load['client_rss_growth_mb']:.0f} MB |",
+    ]
+    return {
+        "table": "\n".join(lines),
+        "recommend_ms": f"{data['warm_single_user_recommend_ms']:.1f} ms",
+    }
+
+
 if __name__ == "__main__":
     main()

@@ -37,7 +37,6 @@ def test_pages_agree_with_the_benchmark_json(render_docs):
 #: Pages whose measured tables still await a script that writes their JSON.
 PENDING = {
     "docs/bpr.md": "the BPR validation tables (their tuning runs are not yet a script)",
-    "docs/evaluation.md": "the FWLS recipe table (no script writes it yet)",
     "docs/performance.md": "the communication table (tests/integration/test_comm.py)",
     "docs/serving.md": "the load-test table (tools/bench/serve_load.py)",
 }

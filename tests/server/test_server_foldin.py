@@ -21,6 +21,11 @@ def _models():
             explicit,
         ),
         "implicit": (dmf.ALS(rank=6, max_iter=3, implicit=True, seed=0).fit(implicit), implicit),
+        # counts as confidences: training weights above the [0, 1] score scale
+        "implicit-counts": (
+            dmf.ALS(rank=5, max_iter=2, implicit=True, alpha=2.0, seed=0).fit(explicit),
+            explicit,
+        ),
         "sgd": (dmf.SGD(rank=4, seed=0).fit(explicit), explicit),
         "baseline": (dmf.Baseline().fit(explicit), explicit),
         "nonnegative": (dmf.ALS(rank=4, max_iter=2, nonnegative=True).fit(explicit), explicit),
@@ -65,3 +70,11 @@ def test_fold_refuses_weights_outside_the_scale():
     folder = Folder(model)
     with pytest.raises(dmf.RatingsError, match="outside the model's scale"):
         folder.fold([(np.array([0, 1]), np.array([3.0, 99.0], np.float32))])
+
+
+def test_implicit_fold_takes_counts_and_refuses_negative_weights():
+    model, _ = MODELS["implicit-counts"]
+    folder = Folder(model)
+    assert np.isfinite(folder.fold([(np.array([0, 1]), np.array([4.0, 7.0], np.float32))])).all()
+    with pytest.raises(dmf.RatingsError, match="negative weight"):
+        folder.fold([(np.array([0, 1]), np.array([1.0, -2.0], np.float32))])

@@ -75,3 +75,15 @@ def test_the_model_does_not_carry_its_training_data_when_pickled(fitted):
 
     model, _ = fitted
     assert "_train_ratings" not in pickle.loads(pickle.dumps(model)).__dict__
+
+
+def test_a_loaded_model_has_its_id_tables_built(fitted, tmp_path):
+    # pandas fills an index's hash table on first lookup, and not thread-safely: a loaded
+    # model that answers from several threads must not share that first fill.
+    model, _ = fitted
+    loaded = dmf.load(model.save(str(tmp_path / "ids.zarr")))
+    for index in (loaded.users_, loaded.items_):
+        populated = getattr(index._engine, "is_mapping_populated", None)
+        if populated is None:
+            pytest.skip("this pandas does not say whether an index's table is built")
+        assert populated

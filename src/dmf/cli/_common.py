@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 import dmf
-import dmf.store
 
 __all__ = ["CLIError"]
 
@@ -236,7 +235,9 @@ def _titles_for(spec: str) -> tuple[Any, str] | None:
 
 def _with_titles(frame: Any, model: Any, path: str, column: str) -> Any:
     """``frame`` with a ``title`` column for ``column``'s items when the store keeps titles."""
-    titles = dmf.store.read_titles(path)
+    from dmf.store import read_titles  # the store stack is imported where it is used
+
+    titles = read_titles(path)
     if titles is None or not isinstance(frame, pd.DataFrame) or not len(frame):
         return frame
     codes = model.items_.get_indexer(pd.Index(frame[column].to_numpy()))

@@ -18,9 +18,8 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
@@ -29,6 +28,9 @@ from dmf.data._build import _build
 from dmf.data._clean import _Spec
 from dmf.data._ratings import Ratings
 from dmf.data._split import unseen_report
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 __all__ = ["cache_dir", "movielens", "movielens_items", "movielens_path"]
 
@@ -259,6 +261,8 @@ def _md5(path: Path) -> str:
 
 def _frame(path: Path, fmt: str) -> dd.DataFrame:
     """A Dask frame ``user, item, rating, timestamp`` of one official ratings file."""
+    import dask.dataframe as dd  # seconds to import: only where a file is read
+
     dtypes = {"user": "int64", "item": "int64", "rating": "float64", "timestamp": "int64"}
     if fmt == "tab":
         return dd.read_csv(path, sep="\t", header=None, names=_COLUMNS, dtype=dtypes)

@@ -31,8 +31,18 @@ class Folder:
         self.step = user_step(model)
         lo, hi = (float(v) for v in model.rating_scale_)
         self.scale = (lo, hi)
+        # an implicit model's weights are confidences (counts): any value >= 0, as in its fit
+        self.implicit = bool(getattr(model, "implicit", False) or model.train_info_.get("implicit"))
 
     def _check(self, weights: np.ndarray) -> None:
+        if self.implicit:
+            bad = ~(weights >= 0)
+            if bad.any():
+                raise dmf.RatingsError(
+                    f"{int(bad.sum())} negative weight(s) for an implicit-feedback model "
+                    f"(first: {', '.join(map(str, weights[bad][:5].tolist()))})"
+                )
+            return
         lo, hi = self.scale
         if np.isfinite(lo) and np.isfinite(hi):
             out = (weights < lo) | (weights > hi)

@@ -25,6 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--titles", help="MovieLens item file or CSV item,title (default: the store's titles)"
     )
+    parser.add_argument(
+        "--index",
+        choices=("exact", "ann"),
+        default="exact",
+        help="score every item (exact) or use an approximate index (ann: the 'ann' extra)",
+    )
+    parser.add_argument(
+        "--nprobe", type=int, default=32, help="lists the approximate index scans per query"
+    )
     parser.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask")
     parser.add_argument(
         "--body-limit", type=int, default=1 << 20, help="largest request body in bytes"

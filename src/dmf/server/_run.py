@@ -49,6 +49,8 @@ def serve(
     titles: str | None = None,
     max_k: int = 1000,
     body_limit: int = 1 << 20,
+    index: str = "exact",
+    nprobe: int = 32,
 ) -> None:
     """Serve the model at ``store`` over HTTP until interrupted (see :mod:`dmf.server`).
 
@@ -75,6 +77,11 @@ def serve(
         ``item,title``); by default the titles the store keeps.
     max_k, body_limit : int
         Largest ``k`` and request body (bytes) accepted.
+    index : {"exact", "ann"}
+        Score every item, or use an approximate inverted-file index (the
+        ``ann`` extra, faiss-cpu) for catalogues too large to score per request.
+    nprobe : int
+        Lists the approximate index scans per query (more: slower, closer to exact).
 
     Raises
     ------
@@ -100,6 +107,9 @@ def serve(
 
     check_int("port", port, 0, 65535)
     check_int("shards", shards, 1, 256)
+    check_int("nprobe", nprobe, 1)
+    if index not in ("exact", "ann"):
+        raise dmf.ParameterError(f"index={index!r} is not allowed: 'exact' or 'ann'")
     check_int("max_k", max_k, 1)
     check_int("body_limit", body_limit, 1)
     if snapshot_every is not None:
@@ -115,14 +125,22 @@ def serve(
     # Requests and shards are the parallelism; BLAS threads per product only oversubscribe.
     threadpool_limits(1)
     service, state_dir, replayed = open_service(
-        store, state=state, interactions=interactions, shards=shards, max_k=max_k, titles=titles
+        store,
+        state=state,
+        interactions=interactions,
+        shards=shards,
+        max_k=max_k,
+        titles=titles,
+        index=index,
+        nprobe=nprobe,
     )
     app = create_app(
         service, state_dir, token=token, body_limit=body_limit, snapshot_every=snapshot_every
     )
     print(
         f"dmf serve: {type(service.model).__name__} with {len(service.users)} users, "
-        f"{service.n_allowed} items; {replayed} event(s) replayed; ready in "
+        f"{service.n_allowed} items ({service.index} scoring); {replayed} event(s) replayed; "
+        "ready in "
         f"{time.perf_counter() - t0:.2f} s on http://{host}:{port}",
         file=sys.stderr,
         flush=True,
@@ -153,4 +171,6 @@ def main(args: argparse.Namespace) -> None:
         titles=args.titles,
         max_k=args.max_k,
         body_limit=args.body_limit,
+        index=args.index,
+        nprobe=args.nprobe,
     )

@@ -35,9 +35,6 @@ def top_k(scores: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np
     >>> codes.tolist(), scores.tolist()
     ([1, 3, 4], [2.0, 2.0, 1.0])
     """
-    ok = scores > -np.inf
-    if not ok.all():
-        scores, codes = scores[ok], codes[ok]
     n = len(scores)
     if n > k:
         # The k-th best score t: everything above t is in; ties at t go by lower code.
@@ -46,6 +43,10 @@ def top_k(scores: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np
         tied = np.flatnonzero(scores == t)[: k - len(above)]
         pick = np.concatenate([above, tied])
         scores, codes = scores[pick], codes[pick]
+    # -inf marks what may not be recommended; filtering the few winners beats the whole row
+    ok = scores > -np.inf
+    if not ok.all():
+        scores, codes = scores[ok], codes[ok]
     order = np.lexsort((codes, -scores))
     return codes[order], scores[order]
 

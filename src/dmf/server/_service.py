@@ -65,6 +65,11 @@ class Service:
         Largest ``k`` a request may ask for.
     titles : dict, optional
         ``{item code: title}`` shown with the items.
+    index : {"exact", "ann"}
+        Exact scoring of every item, or an approximate inverted-file index
+        (faiss, the ``ann`` extra; see :mod:`dmf.server._ann`).
+    nprobe : int
+        Lists the approximate index scans per query.
 
     Examples
     --------
@@ -84,6 +89,8 @@ class Service:
         shards: int = 1,
         max_k: int = 1000,
         titles: dict[Any, str] | None = None,
+        index: str = "exact",
+        nprobe: int = 32,
     ) -> None:
         if not isinstance(model, dmf.Recommender) or getattr(model, "item_bias_", None) is None:
             raise dmf.ParameterError(
@@ -114,7 +121,15 @@ class Service:
         aug[:, r] = 1.0
         aug[:, r + 1] = model.item_bias_
         self.rank = r
-        self.scorer = Scorer(aug, self.allowed, shards)
+        if index == "ann":  # faiss is imported only then
+            from dmf.server._ann import AnnScorer
+
+            self.scorer: Scorer = AnnScorer(aug, self.allowed, nprobe=nprobe)
+        elif index == "exact":
+            self.scorer = Scorer(aug, self.allowed, shards)
+        else:
+            raise dmf.ParameterError(f"index={index!r} is not allowed: 'exact' or 'ann'")
+        self.index = index
         self.histories = histories or Histories(len(self.users))
         self.vectors: dict[Any, np.ndarray] = {}
         self.fold_lock = threading.Lock()

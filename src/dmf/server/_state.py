@@ -161,6 +161,8 @@ def open_service(
     shards: int = 1,
     max_k: int = 1000,
     titles: str | None = None,
+    index: str = "exact",
+    nprobe: int = 32,
 ) -> tuple[Service, StateDir | None, int]:
     """Load the model (or the state's latest snapshot) and replay the event log.
 
@@ -191,7 +193,9 @@ def open_service(
         title_map = read_titles(titles, model.items_)
     else:
         title_map = _stored_titles(path, store)
-    service = Service(model, histories, shards=shards, max_k=max_k, titles=title_map)
+    service = Service(
+        model, histories, shards=shards, max_k=max_k, titles=title_map, index=index, nprobe=nprobe
+    )
     replayed = 0
     if state_dir is not None:
         snap = state_dir.current.get("snapshot")

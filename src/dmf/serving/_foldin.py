@@ -332,9 +332,10 @@ def fold_in(model: FittedModel, new_ratings: Any, *, unknown_items: str = "raise
         item_codes, rating = item_codes[keep], rating[keep]
         local, uniq = pd.factorize(user_ids[keep])
     ratings = rating.astype(np.float32)
-    lo, hi = model.rating_scale_
+    # an implicit model's values are confidences (counts), any value >= 0 as in its fit
+    lo, hi = (0.0, np.inf) if implicit else model.rating_scale_
     out = (ratings < lo) | (ratings > hi)
-    if out.any() and np.isfinite(lo) and np.isfinite(hi):
+    if out.any() and np.isfinite(lo) and (implicit or np.isfinite(hi)):
         rows = np.flatnonzero(out)
         raise RatingsError(
             f"new_ratings has {len(rows)} rating(s) outside the model's scale [{lo}, {hi}] "

@@ -69,8 +69,13 @@ def _open_dataset(
 
 def _index(values: np.ndarray) -> pd.Index:
     if values.dtype.kind in "iuf":
-        return pd.Index(values)
-    return pd.Index(np.asarray(values, dtype=object).astype(str).astype(object))
+        index = pd.Index(values)
+    else:
+        index = pd.Index(np.asarray(values, dtype=object).astype(str).astype(object))
+    # pandas builds the hash table lazily and not thread-safely, and a loaded model
+    # may answer from several threads at once (a server): build it here, once.
+    index.get_indexer(index[:1])
+    return index
 
 
 def _check_attrs(attrs: dict[str, Any], where: str) -> None:

@@ -22,6 +22,7 @@ import dask
 import numpy as np
 import pandas as pd
 import zarr
+from zarr.codecs import BloscCodec
 
 from dmf._errors import ParameterError, RatingsError, StoreError
 from dmf.data._ratings import Ratings
@@ -35,6 +36,7 @@ Interactions = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Interactions per Zarr chunk.
 _CHUNK = 1 << 22
+_FAST = BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 
 def _block_nnz(csr: Any) -> int:
@@ -131,16 +133,18 @@ def write_extras(
             g = root.create_group("interactions", overwrite=True)
             lazy = []
             names, dtypes = ("indptr", "item", "weight"), (np.int64, np.int32, np.float32)
+            # read whole at every server start: a codec that decodes fast beats a smaller one
+            fast = {"chunks": (_CHUNK,), "compressors": _FAST}
             # memory:// lives in this process: the workers cannot write there
             here = "memory" in str(loc.fs.protocol)
             for name, a, dtype in zip(names, interactions, dtypes, strict=True):
                 if hasattr(a, "dask") and here:
                     a = a.compute()
                 if hasattr(a, "dask"):  # written by the workers that hold the blocks
-                    arr = g.create_array(name, shape=a.shape, dtype=dtype, chunks=(_CHUNK,))
+                    arr = g.create_array(name, shape=a.shape, dtype=dtype, **fast)
                     lazy.append((a.astype(dtype).rechunk(_CHUNK), arr))
                 else:
-                    g.create_array(name, data=np.asarray(a, dtype), chunks=(_CHUNK,))
+                    g.create_array(name, data=np.asarray(a, dtype), **fast)
             if lazy:
                 import dask.array as da
 

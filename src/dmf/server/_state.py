@@ -182,7 +182,7 @@ def open_service(
     """
     state_dir = StateDir(state) if state is not None else None
     path = store if state_dir is None else state_dir.model_path(store)
-    model = dmf.load(path)
+    model = dmf.load(path, lazy=False)  # every request reads the factors: keep them in memory
     if state_dir is not None:
         state_dir.check_owner(model, store)
     if interactions is not None:

@@ -372,7 +372,7 @@ def figures(data: dict[str, Any]) -> dict[str, str]:
         "batch": ""
         if batch is None
         else f"Users scored per batch (mean over the GET phases): {batch:.1f}.",
-        "targets": "\n".join(rows),
+        "targets": "\n".join(["| script | what | result | target |", "|---|---|---:|---|", *rows]),
     }
 
 

@@ -179,9 +179,20 @@ def main() -> None:
         "--exact-budget", type=float, default=100.0, help="GB of item rows read by exact queries"
     )
     parser.add_argument("--json", default=str(JSON))
+    parser.add_argument(
+        "--append", help="merge the sizes of an earlier run's JSON (another --json) into this one"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    data = run(args)
+    if args.append:  # two bounded runs (the 10M one takes minutes) shown as one table
+        data = json.loads(Path(args.json).read_text())
+        more = json.loads(Path(args.append).read_text())
+        data["sizes"] += more["sizes"]
+        data["command"] += f"`, then `{more['command']}"
+        data["when"] += f" and {more['when']}"
+        data["load_after"] = more["load_after"]
+    else:
+        data = run(args)
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")

@@ -69,7 +69,7 @@ def kernel_alone(ratings, rank: int) -> float:
     """ns per rating of one pass over one grid block (of a 2x2 grid), CPU time, one thread."""
     from dmf.kernels._rng import stream_key
     from dmf.kernels._sgd import kernel_for, tile_rows, visit_segments
-    from dmf.models.sgd._estimator import PAD
+    from dmf.models.sgd._common import PAD
     from dmf.models.sgd._grid import _build_grid, _grid_edges
 
     k = -(-rank // PAD) * PAD
@@ -105,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import dmf
-    import dmf.models.sgd._estimator as sgd_mod
+    import dmf.models.sgd._common as sgd_mod
     from dmf.testing import random_ratings
 
     result = {**_report.context(__file__), "shape": args.shape, "rank": args.rank}

@@ -37,7 +37,7 @@ from dmf.engine._compute import active_client
 from dmf.kernels._als_block import SolveConfig, add, gram_part, solve_block
 from dmf.models import _als_shards
 from dmf.models._recommender import Recommender
-from dmf.models._training import FitArgs, Iterative, train
+from dmf.models._training import FitArgs, Iterative, fit_method, train
 
 __all__ = ["ALS"]
 
@@ -304,14 +304,8 @@ class ALS(Iterative, Recommender):
         return INIT_SIGMA / np.sqrt(int(self.rank)) if self.implicit else INIT_SIGMA
 
     # ------------------------------------------------------------------ fit
-    def fit(
-        self,
-        ratings: Ratings,
-        validation: Any = None,
-        checkpoint: str | None = None,
-        checkpoint_every: int = 1,
-        resume: bool = False,
-    ) -> ALS:
+    @fit_method
+    def fit(self, ratings: Ratings, args: FitArgs, /) -> ALS:
         """Fit to a :class:`dmf.Ratings`; returns ``self``.
 
         Parameters
@@ -347,7 +341,7 @@ class ALS(Iterative, Recommender):
         >>> model.n_iter_ < 50, "val_rmse" in model.history
         (True, True)
         """
-        return train(self, ratings, FitArgs.check(validation, checkpoint, checkpoint_every, resume))
+        return train(self, ratings, args)
 
     # ------------------------------------------------------- training hooks
     def _prepare(self, ratings: Ratings, saved: dict[str, Any] | None) -> None:

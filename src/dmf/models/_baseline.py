@@ -13,7 +13,7 @@ from dmf.data._blocks import RowBlock
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
 from dmf.models._recommender import Recommender
-from dmf.models._training import FitArgs, Iterative, deprecated_alias, train
+from dmf.models._training import FitArgs, Iterative, deprecated_alias, fit_method, train
 
 __all__ = ["Baseline"]
 
@@ -106,14 +106,8 @@ class Baseline(Iterative, Recommender):
         check_float("reg_item", self.reg_item, 0.0)
         check_int("max_iter", self.max_iter, 1)
 
-    def fit(
-        self,
-        ratings: Any,
-        validation: Any = None,
-        checkpoint: Any = None,
-        checkpoint_every: int = 1,
-        resume: bool = False,
-    ) -> Baseline:
+    @fit_method
+    def fit(self, ratings: Any, args: FitArgs, /) -> Baseline:
         """Fit the biases to a :class:`dmf.Ratings`; returns ``self``.
 
         ``validation``, ``checkpoint``, ``checkpoint_every`` and ``resume`` as
@@ -127,7 +121,7 @@ class Baseline(Iterative, Recommender):
         >>> len(model.history)
         3
         """
-        return train(self, ratings, FitArgs.check(validation, checkpoint, checkpoint_every, resume))
+        return train(self, ratings, args)
 
     # ------------------------------------------------------- training hooks
     def _fingerprint(self) -> dict[str, Any]:

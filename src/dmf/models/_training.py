@@ -22,12 +22,14 @@ fingerprints. The hooks a model implements:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 from dmf._errors import DMFWarning, ParameterError, RatingsError, check_int, check_param
 from dmf.data._io import to_ratings
@@ -36,7 +38,9 @@ from dmf.engine import Engine
 from dmf.evaluation import evaluate
 from dmf.store._checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["FitArgs", "Iterative", "deprecated_alias", "train"]
+__all__ = ["Config", "FitArgs", "Iterative", "deprecated_alias", "fit_method", "train"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,9 @@ class FitArgs:
     def check(
         cls,
         validation: Any = None,
-        checkpoint: Any = None,
-        checkpoint_every: Any = 1,
-        resume: Any = False,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> FitArgs:
         """Validate and normalise (``checkpoint`` as a string, ``validation`` as Ratings)."""
         check_int("checkpoint_every", checkpoint_every, 1)
@@ -74,6 +78,54 @@ class FitArgs:
             if validation.nnz == 0:
                 raise RatingsError("validation is empty: 0 ratings")
         return cls(validation, checkpoint, int(checkpoint_every), resume)
+
+
+def fit_method(fit: _F) -> _F:
+    """Give ``fit(self, ratings, args, /)`` the public ``fit(ratings, validation=None, ...)``.
+
+    The arguments after ``ratings`` are :meth:`FitArgs.check`'s, declared there
+    once; the model's ``fit`` receives them checked, as ``args``. Its docstring
+    is its own.
+    """
+    own = list(inspect.signature(fit).parameters.values())[:2]
+    shared = list(inspect.signature(FitArgs.check).parameters.values())
+    plain = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = inspect.signature(fit).replace(
+        parameters=[p.replace(kind=plain) for p in own] + shared
+    )
+
+    @functools.wraps(fit)
+    def public(self: Any, *args: Any, **kwargs: Any) -> Any:
+        given = signature.bind(self, *args, **kwargs).arguments
+        ratings = given.pop(own[1].name)
+        del given[own[0].name]
+        return fit(self, ratings, FitArgs.check(**given))
+
+    public.__signature__ = signature  # type: ignore[attr-defined]
+    return public  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Base of a model's typed hyper-parameters (frozen dataclasses).
+
+    :meth:`of` reads each field from the model's attribute of the same name,
+    converted to the field's type (``T | None`` keeps ``None``).
+    """
+
+    @classmethod
+    def of(cls, model: Any) -> Any:
+        return cls(**{f.name: _convert(str(f.type), getattr(model, f.name)) for f in fields(cls)})
+
+
+_TYPES: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _convert(kind: str, value: Any) -> Any:
+    base, _, none = kind.partition(" | ")
+    if none == "None" and value is None:
+        return None
+    return _TYPES[base](value)
 
 
 def deprecated_alias(model: Any, old: str, value: Any, new: str) -> None:

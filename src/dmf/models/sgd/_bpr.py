@@ -35,57 +35,29 @@ from typing import Any
 
 import numpy as np
 
-from dmf._errors import (
-    ConvergenceError,
-    check_choice,
-    check_float,
-    check_int,
-    check_param,
-)
+from dmf._errors import ConvergenceError, check_choice
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
 from dmf.kernels._sgd import tile_rows
-from dmf.models._recommender import Recommender
-from dmf.models._training import FitArgs, Iterative, train
+from dmf.models._training import FitArgs, train
 from dmf.models.sgd import _bpr_rounds
 from dmf.models.sgd._bpr_rounds import BPRSpec, _lists_from_blocks
-from dmf.models.sgd._estimator import PAD
-from dmf.models.sgd._grid import Grid, grid_and_seed, initial_factors
+from dmf.models.sgd._common import DSGDConfig, DSGDModel
+from dmf.models.sgd._grid import Grid, initial_factors
 from dmf.models.sgd._schedules import _pad, round_length
 
 __all__ = ["BPR", "BPRConfig"]
 
 
 @dataclass(frozen=True)
-class BPRConfig:
+class BPRConfig(DSGDConfig):
     """A BPR fit's hyper-parameters, checked and typed (made by ``BPR._prepare``)."""
 
-    rank: int
-    max_iter: int
-    lr: float
-    reg: float
-    reg_bias: float
-    biases: bool
-    verify: bool
+    verify_negative_samples: bool
     negatives: str
-    init_scale: float
-    dtype: str
-
-    @classmethod
-    def of(cls, model: BPR) -> BPRConfig:
-        return cls(
-            int(model.rank), int(model.max_iter), float(model.lr), float(model.reg),
-            float(model.reg_bias), bool(model.biases), bool(model.verify_negative_samples),
-            str(model.negatives), float(model.init_scale), str(model.dtype),
-        )  # fmt: skip
-
-    @property
-    def kpad(self) -> int:
-        """The internal rank: ``rank`` padded to a multiple of the SGD padding."""
-        return -(-self.rank // PAD) * PAD
 
 
-class BPR(Iterative, Recommender):
+class BPR(DSGDModel):
     r"""Bayesian personalised ranking (Rendle et al., UAI 2009) trained by DSGD.
 
     Scores :math:`x_{ui} = p_u \cdot q_i + b_i`, learnt from implicit
@@ -127,7 +99,7 @@ class BPR(Iterative, Recommender):
         high where a long tail makes most uniform draws trivially ordered.
     init_scale : float
         Initial factors are drawn from :math:`\mathcal N(0, \text{init\_scale}^2)`
-        (seeded); biases start at 0.
+        (seeded); item biases start at 0.
     grid : int or None
         Blocks per side of the DSGD grid (>= 1, at most the number of users
         and of items). ``None``: the number of Dask worker threads at fit time.
@@ -155,18 +127,21 @@ class BPR(Iterative, Recommender):
 
     Examples
     --------
-    >>> import dmf
-    >>> from dmf.testing import random_ratings
-    >>> train = random_ratings(n_users=50, n_items=30, seed=1)
-    >>> model = dmf.BPR(rank=8, max_iter=3, grid=2, seed=0).fit(train)
-    >>> model.user_factors_.shape, len(model.history)
-    ((50, 8), 3)
+    Interactions with no rating column (``rating=None``: each row counts 1):
+
+    >>> import pandas as pd, dmf
+    >>> clicks = pd.DataFrame({"user": ["a", "a", "b", "b", "c"], "item": [1, 2, 2, 3, 1]})
+    >>> model = dmf.BPR(rank=8, max_iter=3, grid=1).fit(dmf.from_pandas(clicks, rating=None))
+    >>> model.user_factors_.shape, list(model.history.columns[:3])
+    ((3, 8), ['epoch', 'loss', 'correct'])
     """
 
     kind = "bpr"
     #: Trained on interactions: constant values are expected (no warning), and
     #: fold-in takes items with no rating column (projected as implicit ALS does).
     implicit = True
+    _config = BPRConfig
+    _flags = ("biases", "verify_negative_samples", "verbose")
 
     def __init__(
         self,
@@ -199,21 +174,8 @@ class BPR(Iterative, Recommender):
         self.verbose = verbose
 
     def _validate_params(self) -> None:
-        check_int("rank", self.rank, 1)
-        check_int("max_iter", self.max_iter, 1)
-        check_float("lr", self.lr, 0.0, strict=True)
-        check_float("reg", self.reg, 0.0)
-        check_float("reg_bias", self.reg_bias, 0.0)
-        for name in ("biases", "verify_negative_samples", "verbose"):
-            value = getattr(self, name)
-            check_param(name, value, isinstance(value, bool), "True or False")
+        super()._validate_params()
         check_choice("negatives", self.negatives, ("uniform", "popular"))
-        check_float("init_scale", self.init_scale, 0.0, strict=True)
-        if self.grid is not None:
-            check_int("grid", self.grid, 1)
-        if self.seed is not None:
-            check_int("seed", self.seed, 0, 2**63 - 1)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
 
     def fit(
         self, ratings: Any, checkpoint: Any = None, checkpoint_every: int = 1, resume: bool = False
@@ -224,14 +186,10 @@ class BPR(Iterative, Recommender):
         ----------
         ratings : dmf.Ratings
             Who interacted with what (the values are not used).
-        checkpoint : str, optional
-            Local path or fsspec URL of a checkpoint store, saved every
-            ``checkpoint_every`` epochs (crash-safe).
-        checkpoint_every : int
-            Epochs between checkpoints (>= 1); the last epoch is always saved.
-        resume : bool
-            Continue from the newest checkpoint in ``checkpoint`` (start afresh
-            if there is none), bit-identical to an uninterrupted fit.
+        checkpoint, checkpoint_every, resume
+            As for :meth:`dmf.SGD.fit`: a crash-safe checkpoint store saved every
+            ``checkpoint_every`` epochs and the last, and resuming from it,
+            bit-identical to an uninterrupted fit.
 
         Returns
         -------
@@ -261,17 +219,6 @@ class BPR(Iterative, Recommender):
                 self.__dict__.pop(name, None)
 
     # ------------------------------------------------------- training hooks
-    def _prepare(self, ratings: Ratings, saved: dict[str, Any] | None) -> None:
-        self._grid_seed = grid_and_seed(self.grid, self.seed, saved, ratings)
-        self._cfg = BPRConfig.of(self)
-
-    def _fingerprint(self) -> dict[str, Any]:
-        params = self.get_params()
-        for name in ("max_iter", "verbose", "grid", "seed"):
-            params.pop(name)
-        d, seed = self._grid_seed
-        return {"params": params, "grid": d, "seed": seed, "train": self.train_info_}
-
     def _iterations(
         self, ratings: Ratings, engine: Engine, start: int, saved: Any
     ) -> Iterator[dict[str, Any]]:
@@ -291,7 +238,8 @@ class BPR(Iterative, Recommender):
         (lists,) = engine.persist(lists)
         # Cumulative interaction counts: negatives drawn in proportion (none: uniform).
         cum = np.cumsum(ratings.item_counts) if cfg.negatives == "popular" else np.zeros(0)
-        consts = (cfg.reg, cfg.reg_bias, cfg.biases, cfg.verify, cum.astype(np.int64))
+        verify = cfg.verify_negative_samples
+        consts = (cfg.reg, cfg.reg_bias, cfg.biases, verify, cum.astype(np.int64))
         spec = BPRSpec(grid, lists, consts, seed)
         if saved is None:
             P, Q = initial_factors(ratings, seed, cfg.rank, cfg.kpad, cfg.init_scale, dt)

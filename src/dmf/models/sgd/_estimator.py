@@ -31,16 +31,15 @@ from dmf._errors import (
     check_choice,
     check_float,
     check_int,
-    check_param,
     first_rows,
 )
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
 from dmf.kernels._sgd import tile_rows
-from dmf.models._recommender import Recommender
-from dmf.models._training import FitArgs, Iterative, deprecated_alias, train
+from dmf.models._training import FitArgs, deprecated_alias, fit_method, train
 from dmf.models.sgd import _rounds
-from dmf.models.sgd._grid import Grid, grid_and_seed, initial_factors
+from dmf.models.sgd._common import DSGDConfig, DSGDModel
+from dmf.models.sgd._grid import Grid, initial_factors
 from dmf.models.sgd._rounds import RoundSpec
 from dmf.models.sgd._schedules import (
     _NAMES,
@@ -53,43 +52,17 @@ from dmf.models.sgd._schedules import (
 
 __all__ = ["SGD", "SGDConfig"]
 
-#: Internal factor rows are padded to a multiple of this many columns (kept exactly 0):
-#: aligned rows with no remainder loop, and one compiled kernel for every rank up to 16.
-PAD = 16
-
 
 @dataclass(frozen=True)
-class SGDConfig:
+class SGDConfig(DSGDConfig):
     """An SGD fit's hyper-parameters, checked and typed (made by ``SGD._prepare``)."""
 
-    rank: int
-    max_iter: int
-    lr: float
-    reg: float
-    reg_bias: float
     lr_schedule: str
     lr_decay: float
-    biases: bool
-    init_scale: float
     patience: int | None
-    dtype: str
-
-    @classmethod
-    def of(cls, model: SGD) -> SGDConfig:
-        return cls(
-            int(model.rank), int(model.max_iter), float(model.lr), float(model.reg),
-            float(model.reg_bias), str(model.lr_schedule), float(model.lr_decay),
-            bool(model.biases), float(model.init_scale),
-            None if model.patience is None else int(model.patience), str(model.dtype),
-        )  # fmt: skip
-
-    @property
-    def kpad(self) -> int:
-        """The internal rank: ``rank`` padded to a multiple of :data:`PAD`."""
-        return -(-self.rank // PAD) * PAD
 
 
-class SGD(Iterative, Recommender):
+class SGD(DSGDModel):
     r"""Biased matrix factorisation trained by distributed stratified SGD (DSGD).
 
     Prediction (Koren's biased MF, the model Surprise's ``SVD`` trains):
@@ -200,6 +173,8 @@ class SGD(Iterative, Recommender):
 
     kind = "sgd"
     _deprecated = ("n_epochs",)
+    _config = SGDConfig
+    _unfingerprinted = (*DSGDModel._unfingerprinted, "patience")
 
     def __init__(
         self,
@@ -237,33 +212,15 @@ class SGD(Iterative, Recommender):
 
     # ------------------------------------------------------------ checking
     def _validate_params(self) -> None:
-        check_int("rank", self.rank, 1)
-        check_int("max_iter", self.max_iter, 1)
-        check_float("lr", self.lr, 0.0, strict=True)
-        check_float("reg", self.reg, 0.0)
-        check_float("reg_bias", self.reg_bias, 0.0)
+        super()._validate_params()
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_float("lr_decay", self.lr_decay, 0.0)
-        check_param("biases", self.biases, isinstance(self.biases, bool), "True or False")
-        check_float("init_scale", self.init_scale, 0.0, strict=True)
-        if self.grid is not None:
-            check_int("grid", self.grid, 1)
         if self.patience is not None:
             check_int("patience", self.patience, 1)
-        if self.seed is not None:
-            check_int("seed", self.seed, 0, 2**63 - 1)
-        check_choice("dtype", self.dtype, ("float32", "float64"))
-        check_param("verbose", self.verbose, isinstance(self.verbose, bool), "True or False")
 
     # ----------------------------------------------------------------- fit
-    def fit(
-        self,
-        ratings: Any,
-        validation: Any = None,
-        checkpoint: Any = None,
-        checkpoint_every: int = 1,
-        resume: bool = False,
-    ) -> SGD:
+    @fit_method
+    def fit(self, ratings: Any, args: FitArgs, /) -> SGD:
         """Train on a :class:`dmf.Ratings`; returns ``self``.
 
         Parameters
@@ -292,15 +249,24 @@ class SGD(Iterative, Recommender):
 
         Examples
         --------
-        >>> import dmf
+        Validation after every epoch, then a fit stopped after 2 epochs and
+        resumed to 4, which ends with the factors of an uninterrupted one:
+
+        >>> import dmf, os, tempfile
         >>> from dmf.testing import random_ratings
         >>> train = random_ratings(n_users=30, n_items=20, seed=0)
         >>> valid = random_ratings(n_users=30, n_items=20, seed=1)
         >>> model = dmf.SGD(rank=4, max_iter=3, grid=1).fit(train, validation=valid)
         >>> list(model.history["epoch"])
         [1, 2, 3]
+        >>> path = os.path.join(tempfile.mkdtemp(), "sgd.ckpt")
+        >>> _ = dmf.SGD(rank=4, max_iter=2, grid=1).fit(train, checkpoint=path)
+        >>> resumed = dmf.SGD(rank=4, max_iter=4, grid=1).fit(train, checkpoint=path, resume=True)
+        >>> whole = dmf.SGD(rank=4, max_iter=4, grid=1).fit(train)
+        >>> bool((resumed.user_factors_ == whole.user_factors_).all())
+        True
         """
-        self._args = FitArgs.check(validation, checkpoint, checkpoint_every, resume)
+        self._args = args
         try:
             return train(self, ratings, self._args)
         finally:
@@ -311,15 +277,7 @@ class SGD(Iterative, Recommender):
     def _prepare(self, ratings: Ratings, saved: dict[str, Any] | None) -> None:
         if self._args.validation is not None:
             _check_overlap(self._args.validation, ratings)
-        self._grid_seed = grid_and_seed(self.grid, self.seed, saved, ratings)
-        self._cfg = SGDConfig.of(self)
-
-    def _fingerprint(self) -> dict[str, Any]:
-        params = self.get_params()
-        for name in ("max_iter", "patience", "verbose", "grid", "seed"):
-            params.pop(name)
-        d, seed = self._grid_seed
-        return {"params": params, "grid": d, "seed": seed, "train": self.train_info_}
+        super()._prepare(ratings, saved)
 
     def _iterations(
         self, ratings: Ratings, engine: Engine, start: int, saved: Any

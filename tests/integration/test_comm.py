@@ -173,7 +173,9 @@ def test_dsgd_epoch_moves_one_factor_block_per_task(client: Any, ratings: Any) -
 def main() -> None:  # pragma: no cover - the table for docs/performance.md
     r = dmf.from_pandas(_frame())
     print(f"data: {N_USERS} users x {N_ITEMS} items, {r.nnz} ratings, rank {RANK}, 2 workers")
-    print("| solver | per | worker-worker bytes | model | ratio | client sent | client received |")
+    print(
+        "| solver | per | worker-worker bytes | model | ratio | client sent | client received |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     with local_cluster(2) as client:
         for routing in ("broadcast", "route"):

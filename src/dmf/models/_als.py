@@ -33,9 +33,7 @@ from dmf._errors import (
 )
 from dmf.data._ratings import Ratings
 from dmf.engine import Engine
-from dmf.engine._compute import active_client
 from dmf.kernels._als_block import SolveConfig, add, gram_part, solve_block
-from dmf.models import _als_shards
 from dmf.models._recommender import Recommender
 from dmf.models._training import FitArgs, Iterative, fit_method, train
 
@@ -373,10 +371,6 @@ class ALS(Iterative, Recommender):
             self.global_mean_ = 0.0
             self.rating_scale_ = (0.0, 1.0)
         cfg = self._solve_config()
-        if not engine.local and active_client() is not None:
-            # With a Client the factors stay on the workers as row blocks.
-            yield from _als_shards.iterations(self, ratings, cfg, start, saved)
-            return
         iedges = ratings.col_edges(ratings.n_blocks)
         ucsr, icsr = engine.persist(ratings.row_csr(), ratings.col_csr(iedges))
         users = _Side("users", list(ucsr), np.asarray(ratings.row_edges, np.int64))
@@ -428,10 +422,13 @@ class ALS(Iterative, Recommender):
 
     # ------------------------------------------------------------- helpers
     def _init_state(self, dt: np.dtype, k: int) -> tuple[np.ndarray, ...]:
-        shape = (len(self.users_), len(self.items_), k)
-        U, V = _als_shards.init_factors(
-            int(self.seed), self._init_scale(), shape, dt, bool(self.nonnegative)
-        )
+        rng = np.random.default_rng(int(self.seed))
+        scale = self._init_scale()
+        U = rng.normal(0.0, scale, (len(self.users_), k)).astype(dt)
+        V = rng.normal(0.0, scale, (len(self.items_), k)).astype(dt)
+        if self.nonnegative:
+            np.abs(U, out=U)
+            np.abs(V, out=V)
         U[self.user_counts_ == 0] = 0
         V[self.item_counts_ == 0] = 0
         return U, np.zeros(len(U), dt), V, np.zeros(len(V), dt)
@@ -476,18 +473,14 @@ class ALS(Iterative, Recommender):
             bad = ~np.isfinite(r[0]).all() or (r[1] is not None and ~np.isfinite(r[1]).all())
             if bad or not np.isfinite(r[2] + r[3]):
                 a, b = int(side.edges[j]), int(side.edges[j + 1])
-                raise self._nonfinite(side.name, a, b, j, it)
+                raise ConvergenceError(
+                    f"ALS produced non-finite {side.name[:-1]} factors in block {j} "
+                    f"({side.name} codes {a}..{b - 1}) at iteration {it + 1}: the problem is "
+                    "ill-conditioned or overflows (reg=0? huge ratings or alpha?); "
+                    "try a larger reg, a smaller alpha or dtype=numpy.float64"
+                )
         if cfg.implicit:
             bias = np.zeros(len(X), X.dtype)
         else:
             bias = np.concatenate([r[1] for r in results])
         return X, bias, float(sum(r[2] for r in results)), float(sum(r[3] for r in results))
-
-    @staticmethod
-    def _nonfinite(name: str, a: int, b: int, j: int, it: int) -> ConvergenceError:
-        return ConvergenceError(
-            f"ALS produced non-finite {name[:-1]} factors in block {j} "
-            f"({name} codes {a}..{b - 1}) at iteration {it + 1}: the problem is "
-            "ill-conditioned or overflows (reg=0? huge ratings or alpha?); "
-            "try a larger reg, a smaller alpha or dtype=numpy.float64"
-        )
